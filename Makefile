@@ -1,0 +1,61 @@
+# tidings: the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ANALYTICS_NEXT := .cache/npm/node_modules/@segment/analytics-next
+export TIDINGS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: run install test test-deps lint typecheck pytest bench-collect clean
+
+$(VENV)/.run-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+install: $(VENV)/.run-installed
+
+## make run: install, migrate the embedded SQLite database, prepare the demo, serve.
+run: $(VENV)/.run-installed
+	$(BIN)/tidings migrate
+	$(BIN)/tidings demo --host $(HOST) --port $(PORT)
+	$(BIN)/tidings serve --host $(HOST) --port $(PORT)
+
+$(ANALYTICS_NEXT):
+	mkdir -p .cache/npm
+	npm install --prefix .cache/npm --no-audit --no-fund --loglevel=error @segment/analytics-next@1.84.3
+
+/usr/bin/chromium:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+test-deps: $(VENV)/.test-installed /usr/bin/chromium $(ANALYTICS_NEXT)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy
+
+pytest: test-deps
+	$(BIN)/pytest -q
+
+## make test: everything CI runs: lint, format, types, the whole suite (SQLite and PostgreSQL).
+test: lint typecheck pytest
+
+bench-collect: $(VENV)/.test-installed
+	$(PY) benchmarks/bench_collect.py
+
+clean:
+	rm -rf $(VENV) .cache var test-artifacts

@@ -1,0 +1,231 @@
+"""The ``tidings`` command: serve, migrate, sources, tokens, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tidings.core import migrate as migrations
+from tidings.core.auth import TokenService
+from tidings.core.clock import SystemClock, from_ms, iso
+from tidings.core.db import Database
+from tidings.core.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="tidings: events in, personal email out.")
+sources_app = typer.Typer(no_args_is_help=True, help="Sources and their write keys.")
+tokens_app = typer.Typer(no_args_is_help=True, help="Admin API tokens.")
+app.add_typer(sources_app, name="sources")
+app.add_typer(tokens_app, name="tokens")
+console = Console()
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default: TIDINGS_DATABASE_URL)")
+]
+
+
+def _settings(db: str | None = None) -> Settings:
+    settings = Settings()
+    if db:
+        settings = settings.model_copy(update={"database_url": db})
+    return settings
+
+
+def _database(settings: Settings) -> Database:
+    database = Database.from_url(
+        settings.database_url,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
+    migrations.upgrade(database.engine)
+    return database
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def migrate(db: DbOption = None) -> None:
+    """Create or upgrade the database schema."""
+    settings = _settings(db)
+    database = Database.from_url(settings.database_url)
+    try:
+        before = migrations.current_revision(database.engine)
+        migrations.upgrade(database.engine)
+        after = migrations.current_revision(database.engine)
+    finally:
+        database.close()
+    console.print(
+        f"[green]schema at {after}[/] (was {before or 'empty'}) on {_safe_url(settings.database_url)}"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    db: DbOption = None,
+    access_log: Annotated[bool, typer.Option(help="Log each request (query strings redacted)")]
+    = False,
+) -> None:
+    """Serve the collection API, the admin API and the open-time endpoints."""
+    import uvicorn
+
+    from tidings.app import create_app
+
+    settings = _settings(db)
+    console.print(
+        f"tidings on [bold]http://{host}:{port}[/] · database {_safe_url(settings.database_url)}"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=access_log,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@sources_app.command("create")
+def sources_create(name: str, db: DbOption = None) -> None:
+    """Create a source and print its write key (shown only now)."""
+    from tidings.collect.sources import SourceService
+    from tidings.collect.store import CollectStore
+
+    database = _database(_settings(db))
+    try:
+        made = SourceService(CollectStore(database.engine), SystemClock()).create(name)
+    finally:
+        database.close()
+    console.print(f"source [bold]{made.source.id}[/] ({made.source.name})")
+    console.print("write key (shown only now):", style="yellow")
+    print(made.write_key)
+
+
+@sources_app.command("list")
+def sources_list(db: DbOption = None) -> None:
+    """List sources (write keys are shown only by their ends)."""
+    from tidings.collect.store import CollectStore
+
+    database = _database(_settings(db))
+    try:
+        store = CollectStore(database.engine)
+        table = Table("id", "name", "write key", "events", "created")
+        for s in store.list_sources():
+            table.add_row(s.id, s.name, s.write_key_hint, str(store.count_events(s.id)),
+                          iso(from_ms(s.created_at)))
+    finally:
+        database.close()
+    console.print(table)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option(help="What the token is for")] = "admin",
+    db: DbOption = None,
+) -> None:
+    """Create an admin API token and print it (shown only now)."""
+    database = _database(_settings(db))
+    try:
+        made = TokenService(database.engine, SystemClock()).create(name)
+    finally:
+        database.close()
+    console.print(f"token [bold]{made.token.id}[/] ({name}); use as Authorization: Bearer …",
+                  style="yellow")
+    print(made.secret)
+
+
+@tokens_app.command("list")
+def tokens_list(db: DbOption = None) -> None:
+    """List active admin tokens."""
+    database = _database(_settings(db))
+    try:
+        table = Table("id", "name", "token", "created")
+        for t in TokenService(database.engine, SystemClock()).list():
+            table.add_row(t.id, t.name, t.hint, iso(from_ms(t.created_at)))
+    finally:
+        database.close()
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str, db: DbOption = None) -> None:
+    """Revoke an admin token by id."""
+    database = _database(_settings(db))
+    try:
+        ok = TokenService(database.engine, SystemClock()).revoke(token_id)
+    finally:
+        database.close()
+    if not ok:
+        console.print(f"[red]no active token {token_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {token_id}")
+
+
+@app.command()
+def demo(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Prepare the local demo once (a source and an admin token) and print how to try it."""
+    from tidings.collect.sources import SourceService
+    from tidings.collect.store import CollectStore
+
+    settings = _settings(db)
+    creds_path = Path(settings.data_dir) / "demo-credentials.json"
+    if creds_path.exists():
+        creds = json.loads(creds_path.read_text())
+    else:
+        database = _database(settings)
+        try:
+            clock = SystemClock()
+            source = SourceService(CollectStore(database.engine), clock).create("Demo shop")
+            token = TokenService(database.engine, clock).create("demo admin")
+        finally:
+            database.close()
+        creds = {"source_id": source.source.id, "write_key": source.write_key,
+                 "admin_token": token.secret}
+        creds_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(creds, fh)
+    base = f"http://{host}:{port}"
+    console.rule("[bold]tidings demo")
+    console.print(f"API docs        {base}/docs")
+    console.print(f"write key       {creds['write_key']}   (source {creds['source_id']})")
+    console.print(f"admin token     {creds['admin_token']}")
+    console.print(f"(kept in {creds_path}; delete it and the database to start over)")
+    console.print("\nSend an event:")
+    print(
+        f"  curl -u '{creds['write_key']}:' {base}/v1/track -H 'Content-Type: application/json' \\\n"
+        "    -d '{\"userId\":\"ada@example.com\",\"event\":\"Product Viewed\","
+        "\"properties\":{\"product_id\":\"sku-1\",\"url\":\"https://shop.example/p/1\"}}'"
+    )
+    console.print("See it arrive:")
+    print(
+        f"  curl -H 'Authorization: Bearer {creds['admin_token']}' "
+        f"'{base}/v1/sources/{creds['source_id']}/events?limit=5'"
+    )
+    console.print("Watch live:")
+    print(
+        f"  curl -N -H 'Authorization: Bearer {creds['admin_token']}' "
+        f"{base}/v1/sources/{creds['source_id']}/events/stream"
+    )
+    console.rule()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,97 @@
+"""The live debugger: recent events and rejections of a source, as a list or a stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from tidings.core.clock import from_ms, iso
+
+from .store import CollectStore
+
+HEARTBEAT_S = 15.0
+
+
+def event_entry(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "event",
+        "seq": row["seq"],
+        "type": row["type"],
+        "event": row["event"],
+        "messageId": row["message_id"],
+        "receivedAt": iso(from_ms(row["received_at"])),
+        "payload": orjson.loads(row["payload"]),
+    }
+
+
+def rejection_entry(row: dict[str, Any]) -> dict[str, Any]:
+    payload: Any = None
+    if row["payload"]:
+        try:
+            payload = orjson.loads(row["payload"])
+        except orjson.JSONDecodeError:
+            payload = row["payload"]
+    return {
+        "kind": "rejection",
+        "id": row["id"],
+        "endpoint": row["endpoint"],
+        "index": row["batch_index"],
+        "code": row["code"],
+        "field": row["field"],
+        "message": row["message"],
+        "receivedAt": iso(from_ms(row["received_at"])),
+        "payload": payload,
+    }
+
+
+class Debugger:
+    def __init__(self, store: CollectStore, poll_s: float) -> None:
+        self.store = store
+        self.poll_s = poll_s
+
+    def recent(self, source_id: str, limit: int, kind: str | None = None) -> dict[str, Any]:
+        """The newest events and rejections of a source, newest first, and counts of reasons."""
+        events = [] if kind == "rejection" else self.store.recent_events(source_id, limit)
+        rejected = [] if kind == "event" else self.store.recent_rejections(source_id, limit)
+        return {
+            "events": [event_entry(r) for r in events],
+            "rejections": [rejection_entry(r) for r in rejected],
+            "rejection_counts": self.store.rejection_counts(source_id),
+        }
+
+    async def stream(
+        self, source_id: str, is_disconnected: Callable[[], Any], max_seconds: float | None = None
+    ) -> AsyncIterator[bytes]:
+        """Server-sent events: ``event`` and ``rejection`` messages as they are committed.
+
+        It polls the store, so it sees events committed by every process sharing the database.
+        """
+        loop = asyncio.get_running_loop()
+        last_seq, last_rejection = await loop.run_in_executor(None, self.store.max_ids, source_id)
+        yield b"retry: 2000\n: connected\n\n"
+        started = idle_since = loop.time()
+        while not await is_disconnected():
+            if max_seconds is not None and loop.time() - started > max_seconds:
+                return
+            events = await loop.run_in_executor(
+                None, self.store.recent_events, source_id, 500, last_seq
+            )
+            rejected = await loop.run_in_executor(
+                None, self.store.recent_rejections, source_id, 500, last_rejection
+            )
+            for row in events:
+                last_seq = row["seq"]
+                yield b"event: event\ndata: " + orjson.dumps(event_entry(row)) + b"\n\n"
+            for row in rejected:
+                last_rejection = row["id"]
+                yield b"event: rejection\ndata: " + orjson.dumps(rejection_entry(row)) + b"\n\n"
+            if events or rejected:
+                idle_since = loop.time()
+            elif loop.time() - idle_since > HEARTBEAT_S:
+                idle_since = loop.time()
+                yield b": heartbeat\n\n"
+            if len(events) < 500 and len(rejected) < 500:
+                await asyncio.sleep(self.poll_s)

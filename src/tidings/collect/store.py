@@ -1,0 +1,219 @@
+"""SQL for the collect context: sources, the append-only events log and rejections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from tidings.core.db import metadata
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("write_key_hash", String(64), nullable=False, unique=True),
+    Column("write_key_hint", String(20), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("rotated_at", BigInteger, nullable=True),
+)
+
+# The events log: the source of truth every other context is rebuilt from. ``seq`` orders it.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source_id", String(40), nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("event", String(500), nullable=True),
+    Column("user_id", String(500), nullable=True),
+    Column("anonymous_id", String(500), nullable=True),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Column("payload", Text, nullable=False),
+    UniqueConstraint("source_id", "message_id", name="uq_events_source_message"),
+    Index("ix_events_source_seq", "source_id", "seq"),
+    Index("ix_events_received_at", "received_at"),
+)
+
+rejections = Table(
+    "rejections",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source_id", String(40), nullable=True),
+    Column("received_at", BigInteger, nullable=False),
+    Column("endpoint", String(100), nullable=False),
+    Column("batch_index", Integer, nullable=True),
+    Column("code", String(60), nullable=False),
+    Column("field", String(200), nullable=True),
+    Column("message", String(1000), nullable=False),
+    Column("payload", Text, nullable=True),
+    Index("ix_rejections_source_id", "source_id", "id"),
+)
+
+EVENT_COLUMNS = (
+    "source_id",
+    "message_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "timestamp",
+    "received_at",
+    "payload",
+)
+EventRow = tuple[str, str, str, str | None, str | None, str | None, int, int, str]
+RejectionRow = tuple[str | None, int, str, int | None, str, str | None, str, str | None]
+REJECTION_COLUMNS = (
+    "source_id",
+    "received_at",
+    "endpoint",
+    "batch_index",
+    "code",
+    "field",
+    "message",
+    "payload",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    id: str
+    name: str
+    write_key_hash: str
+    write_key_hint: str
+    created_at: int
+    rotated_at: int | None
+
+
+def _insert_sql(engine: Engine, table: str, columns: Sequence[str], ignore_dupes: bool) -> str:
+    marks = ", ".join(["?" if engine.dialect.name == "sqlite" else "%s"] * len(columns))
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+    return sql + (" ON CONFLICT DO NOTHING" if ignore_dupes else "")
+
+
+class CollectStore:
+    """The collect context's SQL. Hot inserts go through the DBAPI ``executemany`` directly."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._insert_events = _insert_sql(engine, "events", EVENT_COLUMNS, ignore_dupes=True)
+        self._insert_rejections = _insert_sql(
+            engine, "rejections", REJECTION_COLUMNS, ignore_dupes=False
+        )
+
+    # -- the log ------------------------------------------------------------------------------
+    def append(self, rows: Sequence[EventRow], rejected: Sequence[RejectionRow] = ()) -> None:
+        """Commit events and rejections in one transaction. Duplicate messageIds are skipped."""
+        with self.engine.begin() as conn:
+            self.append_in(conn, rows, rejected)
+
+    def append_in(
+        self, conn: Connection, rows: Sequence[EventRow], rejected: Sequence[RejectionRow] = ()
+    ) -> None:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if rows:
+                cursor.executemany(self._insert_events, rows)
+            if rejected:
+                cursor.executemany(self._insert_rejections, rejected)
+        finally:
+            cursor.close()
+
+    def count_events(self, source_id: str | None = None) -> int:
+        query = select(func.count()).select_from(events)
+        if source_id is not None:
+            query = query.where(events.c.source_id == source_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def recent_events(
+        self, source_id: str, limit: int, after_seq: int | None = None
+    ) -> list[dict[str, Any]]:
+        query = select(events).where(events.c.source_id == source_id)
+        if after_seq is not None:
+            query = query.where(events.c.seq > after_seq).order_by(events.c.seq.asc())
+        else:
+            query = query.order_by(events.c.seq.desc())
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+
+    def recent_rejections(
+        self, source_id: str, limit: int, after_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        query = select(rejections).where(rejections.c.source_id == source_id)
+        if after_id is not None:
+            query = query.where(rejections.c.id > after_id).order_by(rejections.c.id.asc())
+        else:
+            query = query.order_by(rejections.c.id.desc())
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+
+    def max_ids(self, source_id: str) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            seq = conn.execute(
+                select(func.max(events.c.seq)).where(events.c.source_id == source_id)
+            ).scalar()
+            rid = conn.execute(
+                select(func.max(rejections.c.id)).where(rejections.c.source_id == source_id)
+            ).scalar()
+        return int(seq or 0), int(rid or 0)
+
+    def rejection_counts(self, source_id: str) -> dict[str, int]:
+        query = (
+            select(rejections.c.code, func.count())
+            .where(rejections.c.source_id == source_id)
+            .group_by(rejections.c.code)
+        )
+        with self.engine.connect() as conn:
+            return {code: int(n) for code, n in conn.execute(query)}
+
+    # -- sources ------------------------------------------------------------------------------
+    def insert_source(self, record: SourceRecord) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sources.insert().values(**_asdict(record)))
+
+    def update_write_key(self, source_id: str, key_hash: str, hint: str, at: int) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(sources)
+                .where(sources.c.id == source_id)
+                .values(write_key_hash=key_hash, write_key_hint=hint, rotated_at=at)
+            )
+            return result.rowcount == 1
+
+    def get_source(self, source_id: str) -> SourceRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sources).where(sources.c.id == source_id)).first()
+        return SourceRecord(**row._mapping) if row else None
+
+    def source_by_key_hash(self, key_hash: str) -> SourceRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sources).where(sources.c.write_key_hash == key_hash)).first()
+        return SourceRecord(**row._mapping) if row else None
+
+    def list_sources(self) -> list[SourceRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(sources).order_by(sources.c.created_at))
+            return [SourceRecord(**r._mapping) for r in rows]
+
+
+def _asdict(record: SourceRecord) -> dict[str, Any]:
+    return {f: getattr(record, f) for f in record.__slots__}

@@ -1,0 +1,57 @@
+"""The app's container of services, and ``Annotated`` dependencies routers declare."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
+
+from tidings.collect.debugger import Debugger
+from tidings.collect.ingest import IngestQueue
+from tidings.collect.service import CollectService
+from tidings.collect.sources import SourceService
+from tidings.collect.store import CollectStore
+from tidings.core.auth import TokenService
+from tidings.core.clock import Clock
+from tidings.core.db import Database
+from tidings.core.settings import Settings
+
+
+@dataclass(slots=True)
+class Container:
+    """Everything one app instance owns. Built by ``create_app``; no module-level state."""
+
+    settings: Settings
+    clock: Clock
+    db: Database
+    tokens: TokenService
+    collect_store: CollectStore
+    sources: SourceService
+    ingest: IngestQueue
+    collect: CollectService
+    debugger: Debugger
+
+
+def container_of(conn: HTTPConnection) -> Container:
+    container: Container = conn.app.state.container
+    return container
+
+
+# Declares the scheme in OpenAPI; the check itself is TokenService's.
+_bearer = HTTPBearer(auto_error=False, description="An admin token from `tidings tokens create`")
+
+
+def _admin(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Container:
+    c = container_of(request)
+    c.tokens.check_header(request.headers.get("authorization"))
+    return c
+
+
+ContainerDep = Annotated[Container, Depends(container_of)]
+AdminDep = Annotated[Container, Depends(_admin)]

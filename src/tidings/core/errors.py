@@ -1,0 +1,69 @@
+"""One error model: a code, the field at fault and a message, turned into HTTP in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    code: str
+    message: str
+    field: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+class TidingsError(Exception):
+    """An error the caller can fix; carries its HTTP status."""
+
+    status = 400
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error = FieldError(code, message, field)
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"success": False, **self.error.as_dict(), **self.extra}
+
+
+class Unauthorized(TidingsError):
+    status = 401
+
+
+class Forbidden(TidingsError):
+    status = 403
+
+
+class NotFound(TidingsError):
+    status = 404
+
+
+class Conflict(TidingsError):
+    status = 409
+
+
+class TooManyRequests(TidingsError):
+    status = 429
+
+
+class ServiceUnavailable(TidingsError):
+    status = 503
