@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-import orjson
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -18,6 +18,7 @@ from tidings import __version__
 from tidings.collect import admin as collect_admin
 from tidings.collect import browser as collect_browser
 from tidings.collect import router as collect_router
+from tidings.collect.auth import WriteKeyAuth
 from tidings.collect.debugger import Debugger
 from tidings.collect.ingest import IngestQueue
 from tidings.collect.messages import Limits
@@ -25,7 +26,6 @@ from tidings.collect.schemas import DOC_MODELS
 from tidings.collect.service import CollectService
 from tidings.collect.sources import SourceService
 from tidings.collect.store import CollectStore
-from tidings.collect.auth import WriteKeyAuth
 from tidings.core import migrate
 from tidings.core.auth import TokenService
 from tidings.core.clock import Clock, SystemClock
@@ -92,8 +92,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-            errors.append({"code": err.get("type", "invalid"), "field": ".".join(loc) or None,
-                           "message": err.get("msg", "invalid value")})
+            errors.append(
+                {
+                    "code": err.get("type", "invalid"),
+                    "field": ".".join(loc) or None,
+                    "message": err.get("msg", "invalid value"),
+                }
+            )
         first = errors[0] if errors else {"code": "invalid", "field": None, "message": "invalid"}
         return _error_response(422, {"success": False, **first, "errors": errors})
 

@@ -64,9 +64,8 @@ def migrate(db: DbOption = None) -> None:
         after = migrations.current_revision(database.engine)
     finally:
         database.close()
-    console.print(
-        f"[green]schema at {after}[/] (was {before or 'empty'}) on {_safe_url(settings.database_url)}"
-    )
+    where = _safe_url(settings.database_url)
+    console.print(f"[green]schema at {after}[/] (was {before or 'empty'}) on {where}")
 
 
 @app.command()
@@ -74,8 +73,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     db: DbOption = None,
-    access_log: Annotated[bool, typer.Option(help="Log each request (query strings redacted)")]
-    = False,
+    access_log: Annotated[
+        bool, typer.Option(help="Log each request (query strings redacted)")
+    ] = False,
 ) -> None:
     """Serve the collection API, the admin API and the open-time endpoints."""
     import uvicorn
@@ -124,8 +124,13 @@ def sources_list(db: DbOption = None) -> None:
         store = CollectStore(database.engine)
         table = Table("id", "name", "write key", "events", "created")
         for s in store.list_sources():
-            table.add_row(s.id, s.name, s.write_key_hint, str(store.count_events(s.id)),
-                          iso(from_ms(s.created_at)))
+            table.add_row(
+                s.id,
+                s.name,
+                s.write_key_hint,
+                str(store.count_events(s.id)),
+                iso(from_ms(s.created_at)),
+            )
     finally:
         database.close()
     console.print(table)
@@ -142,8 +147,9 @@ def tokens_create(
         made = TokenService(database.engine, SystemClock()).create(name)
     finally:
         database.close()
-    console.print(f"token [bold]{made.token.id}[/] ({name}); use as Authorization: Bearer …",
-                  style="yellow")
+    console.print(
+        f"token [bold]{made.token.id}[/] ({name}); use as Authorization: Bearer …", style="yellow"
+    )
     print(made.secret)
 
 
@@ -186,22 +192,30 @@ def demo(
 
     settings = _settings(db)
     creds_path = Path(settings.data_dir) / "demo-credentials.json"
-    if creds_path.exists():
-        creds = json.loads(creds_path.read_text())
-    else:
-        database = _database(settings)
-        try:
-            clock = SystemClock()
-            source = SourceService(CollectStore(database.engine), clock).create("Demo shop")
+    database = _database(settings)
+    try:
+        clock = SystemClock()
+        sources = SourceService(CollectStore(database.engine), clock)
+        creds = json.loads(creds_path.read_text()) if creds_path.exists() else None
+        # Credentials outlive a deleted database only as a file: check they still work.
+        if (
+            creds is None
+            or sources.by_write_key(creds["write_key"]) is None
+            or not TokenService(database.engine, clock).is_valid(creds["admin_token"])
+        ):
+            source = sources.create("Demo shop")
             token = TokenService(database.engine, clock).create("demo admin")
-        finally:
-            database.close()
-        creds = {"source_id": source.source.id, "write_key": source.write_key,
-                 "admin_token": token.secret}
-        creds_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(creds, fh)
+            creds = {
+                "source_id": source.source.id,
+                "write_key": source.write_key,
+                "admin_token": token.secret,
+            }
+            creds_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(creds, fh)
+    finally:
+        database.close()
     base = f"http://{host}:{port}"
     console.rule("[bold]tidings demo")
     console.print(f"API docs        {base}/docs")
@@ -210,9 +224,10 @@ def demo(
     console.print(f"(kept in {creds_path}; delete it and the database to start over)")
     console.print("\nSend an event:")
     print(
-        f"  curl -u '{creds['write_key']}:' {base}/v1/track -H 'Content-Type: application/json' \\\n"
-        "    -d '{\"userId\":\"ada@example.com\",\"event\":\"Product Viewed\","
-        "\"properties\":{\"product_id\":\"sku-1\",\"url\":\"https://shop.example/p/1\"}}'"
+        f"  curl -u '{creds['write_key']}:' {base}/v1/track \\\n"
+        "    -H 'Content-Type: application/json' \\\n"
+        '    -d \'{"userId":"ada@example.com","event":"Product Viewed",'
+        '"properties":{"product_id":"sku-1","url":"https://shop.example/p/1"}}\''
     )
     console.print("See it arrive:")
     print(

@@ -56,7 +56,7 @@ class GroupMessage(_Message):
 class AliasMessage(_Message):
     type: Literal["alias"] | None = None
     previousId: str = Field(..., min_length=1)
-    userId: str | None = Field(..., min_length=1, description="The new id")  # type: ignore[assignment]
+    userId: str | None = Field(..., min_length=1, description="The new id")
 
 
 class BatchRequest(BaseModel):

@@ -24,7 +24,7 @@ api_tokens = Table(
     Column("revoked_at", BigInteger, nullable=True),
 )
 
-TOKEN_PREFIX = "tdk"
+TOKEN_PREFIX = "tdk"  # noqa: S105 (a prefix, not a secret)
 # A revoked token stops working in other processes within this many seconds.
 CACHE_SECONDS = 30.0
 

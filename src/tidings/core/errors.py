@@ -13,10 +13,7 @@ class FieldError:
     field: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.field is not None:
-            out["field"] = self.field
-        return out
+        return {"code": self.code, "field": self.field, "message": self.message}
 
 
 class TidingsError(Exception):
