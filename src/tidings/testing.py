@@ -110,6 +110,8 @@ class ServerProcess:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+        if not isinstance(out, int):
+            out.close()  # the child holds its own descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
