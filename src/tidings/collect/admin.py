@@ -11,7 +11,15 @@ from pydantic import BaseModel, Field
 from tidings.core.clock import from_ms, iso
 from tidings.core.deps import AdminDep
 
+from .schemas import ErrorResponse
 from .store import SourceRecord
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing, unknown or revoked admin token"}
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No source with this id"}
+}
 
 
 class SourceIn(BaseModel):
@@ -41,9 +49,14 @@ def _out(record: SourceRecord) -> dict[str, Any]:
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(prefix="/v1/sources", tags=["sources"])
+    router = APIRouter(prefix="/v1/sources", tags=["sources"], responses=UNAUTHORIZED)
 
-    @router.post("", status_code=201, response_model=SourceWithKey)
+    @router.post(
+        "",
+        status_code=201,
+        response_model=SourceWithKey,
+        responses={400: {"model": ErrorResponse, "description": "A blank name"}},
+    )
     def create_source(body: SourceIn, c: AdminDep) -> dict[str, Any]:
         """Create a source. The write key is in this response and never shown again."""
         made = c.sources.create(body.name)
@@ -53,17 +66,17 @@ def build_router() -> APIRouter:
     def list_sources(c: AdminDep) -> list[dict[str, Any]]:
         return [_out(s) for s in c.sources.list()]
 
-    @router.get("/{source_id}", response_model=SourceOut)
+    @router.get("/{source_id}", response_model=SourceOut, responses=NOT_FOUND)
     def get_source(source_id: str, c: AdminDep) -> dict[str, Any]:
         return _out(c.sources.get(source_id))
 
-    @router.post("/{source_id}/rotate-key", response_model=SourceWithKey)
+    @router.post("/{source_id}/rotate-key", response_model=SourceWithKey, responses=NOT_FOUND)
     def rotate_key(source_id: str, c: AdminDep) -> dict[str, Any]:
         """Issue a new write key; the old one stops working (within 30 s in other processes)."""
         made = c.sources.rotate(source_id)
         return {**_out(made.source), "write_key": made.write_key}
 
-    @router.get("/{source_id}/events")
+    @router.get("/{source_id}/events", responses=NOT_FOUND)
     def recent_events(
         source_id: str,
         c: AdminDep,
@@ -77,7 +90,7 @@ def build_router() -> APIRouter:
     @router.get(
         "/{source_id}/events/stream",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={200: {"content": {"text/event-stream": {}}}, **NOT_FOUND},
     )
     def stream_events(
         source_id: str,

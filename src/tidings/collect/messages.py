@@ -63,7 +63,10 @@ def parse_time(value: Any, field: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise InvalidMessage("invalid_timestamp", "is out of range in UTC", field) from None
 
 
 def _identifier(msg: dict[str, Any], field: str) -> str | None:
@@ -213,7 +216,10 @@ class Enricher:
         if sent is None:
             return original
         skew: timedelta = sent - original
-        return self.received_at - skew
+        try:
+            return self.received_at - skew
+        except OverflowError:
+            raise InvalidMessage("invalid_timestamp", "is too far from sentAt", field) from None
 
 
 @dataclass(slots=True)

@@ -50,6 +50,10 @@ async def read_body(request: Request, limit: int) -> bytes:
             ) from None
         if len(body) > limit or decoder.unconsumed_tail:
             raise _too_large(limit)
+        if not decoder.eof:  # a truncated stream: its events would be cut off silently
+            raise TidingsError(
+                "invalid_encoding", f"the {encoding} body ends early", "Content-Encoding"
+            )
     return body
 
 
