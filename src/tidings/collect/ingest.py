@@ -81,15 +81,14 @@ class IngestQueue:
         if self._task is not None:
             await self._task
 
-    async def submit(
-        self, rows: Sequence[EventRow], rejected: Sequence[RejectionRow] = ()
-    ) -> None:
+    async def submit(self, rows: Sequence[EventRow], rejected: Sequence[RejectionRow] = ()) -> None:
         """Return once ``rows`` and ``rejected`` are committed; raise 429 if the queue is full."""
         if not rows and not rejected:
             return
         if self._wakeup is None or self._closing:
             raise TooManyRequests(
-                "shutting_down", "tidings is shutting down; retry shortly",
+                "shutting_down",
+                "tidings is shutting down; retry shortly",
                 headers={"Retry-After": str(self.retry_after_s)},
             )
         n = len(rows) + len(rejected)
@@ -120,17 +119,20 @@ class IngestQueue:
                 continue
             taken: list[_Pending] = []
             count = 0
-            while self._pending and (not taken or count + self._pending[0].size
-                                     <= self.commit_max_events):
+            while self._pending and (
+                not taken or count + self._pending[0].size <= self.commit_max_events
+            ):
                 item = self._pending.popleft()
                 taken.append(item)
                 count += item.size
-            rows = [r for item in taken for r in item.rows]
-            rejected = [r for item in taken for r in item.rejected]
+            # Flattening the requests' rows happens on the writer thread, not the event loop.
+            row_groups = [item.rows for item in taken if item.rows]
+            rejected_groups = [item.rejected for item in taken if item.rejected]
+            n_rows = sum(len(g) for g in row_groups)
             try:
-                await self.db.run_write(self.store.append, rows, rejected)
+                await self.db.run_write(self.store.append_groups, row_groups, rejected_groups)
             except Exception:
-                log.exception("ingest commit of %d events failed", len(rows))
+                log.exception("ingest commit of %d events failed", n_rows)
                 for item in taken:
                     if not item.future.done():
                         item.future.set_exception(
@@ -142,7 +144,7 @@ class IngestQueue:
                         )
             else:
                 self.stats.commits += 1
-                self.stats.committed_events += len(rows)
+                self.stats.committed_events += n_rows
                 for item in taken:
                     if not item.future.done():
                         item.future.set_result(None)

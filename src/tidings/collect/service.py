@@ -43,7 +43,9 @@ class CollectService:
     async def ingest_one(self, body: Any, type_: str, facts: RequestFacts) -> Outcome:
         """One message from /v1/track and friends. A bad message is recorded, then a 400."""
         source = self._source(body, facts)
-        outcome = await self._ingest(source, body, [body], type_, facts)
+        outcome, rejected = self._prepare(source, body, [body], type_, facts)
+        del body  # see ingest_batch
+        await self.queue.submit(outcome.rows, rejected)
         if outcome.rejected:
             err = outcome.rejected[0].error
             raise TidingsError(err.code, err.message, err.field)
@@ -62,22 +64,31 @@ class CollectService:
                 f"this one has {len(batch)}",
                 "batch",
             )
-        return await self._ingest(source, body, batch, None, facts)
+        outcome, rejected = self._prepare(source, body, batch, None, facts)
+        # Drop the parsed body before waiting for the commit: its thousands of dicts would
+        # otherwise outlive several garbage collections each and be promoted to the old
+        # generation, whose full collections then cost more than the rest of the request.
+        del body, batch
+        await self.queue.submit(outcome.rows, rejected)
+        return outcome
 
-    async def ingest_pixel(self, method: str, params: list[tuple[str, str]], facts: RequestFacts
-                           ) -> None:
+    async def ingest_pixel(
+        self, method: str, params: list[tuple[str, str]], facts: RequestFacts
+    ) -> None:
         """A Pixel API hit. Never raises for bad input: the error is recorded instead."""
         try:
             msg = pixel_message(params)
         except InvalidMessage as exc:
-            await self._record_unattributed(facts, exc.error.code, exc.error.message,
-                                            exc.error.field, dict(params))
+            await self._record_unattributed(
+                facts, exc.error.code, exc.error.message, exc.error.field, dict(params)
+            )
             return
         try:
             source = self._source(msg, facts)
         except Unauthorized as exc:
-            await self._record_unattributed(facts, exc.error.code, exc.error.message,
-                                            exc.error.field, msg)
+            await self._record_unattributed(
+                facts, exc.error.code, exc.error.message, exc.error.field, msg
+            )
             return
         try:
             await self._ingest(source, msg, [msg], method, facts)
@@ -96,6 +107,19 @@ class CollectService:
         type_: str | None,
         facts: RequestFacts,
     ) -> Outcome:
+        outcome, rejected = self._prepare(source, envelope, messages, type_, facts)
+        await self.queue.submit(outcome.rows, rejected)
+        return outcome
+
+    def _prepare(
+        self,
+        source: SourceRecord,
+        envelope: dict[str, Any],
+        messages: list[Any],
+        type_: str | None,
+        facts: RequestFacts,
+    ) -> tuple[Outcome, list[RejectionRow]]:
+        """Validate and enrich: the rows to commit and the rejections to record."""
         if type_ is not None and type_ not in TYPES:
             raise TidingsError("invalid_type", "must be one of " + ", ".join(TYPES), "type")
         received = self.clock.now()
@@ -115,10 +139,10 @@ class CollectService:
             raise TidingsError(exc.error.code, exc.error.message, exc.error.field) from None
         check_size = facts.body_bytes > self.limits.max_event_bytes
         outcome = enrich_many(enricher, messages, type_, check_size)
-        rejected = [self._rejection_row(source.id, enricher.received_ms, facts, r)
-                    for r in outcome.rejected]
-        await self.queue.submit(outcome.rows, rejected)
-        return outcome
+        rejected = [
+            self._rejection_row(source.id, enricher.received_ms, facts, r) for r in outcome.rejected
+        ]
+        return outcome, rejected
 
     def _rejection_row(
         self, source_id: str | None, at_ms: int, facts: RequestFacts, rejected: Rejected
@@ -137,8 +161,16 @@ class CollectService:
     async def _record_unattributed(
         self, facts: RequestFacts, code: str, message: str, field: str | None, raw: Any
     ) -> None:
-        row: RejectionRow = (None, to_ms(self.clock.now()), facts.endpoint, None, code, field,
-                             message, _stored_payload(raw))
+        row: RejectionRow = (
+            None,
+            to_ms(self.clock.now()),
+            facts.endpoint,
+            None,
+            code,
+            field,
+            message,
+            _stored_payload(raw),
+        )
         try:
             await self.queue.submit((), [row])
         except TidingsError:

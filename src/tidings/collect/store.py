@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,9 @@ sources = Table(
 events = Table(
     "events",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("source_id", String(40), nullable=False),
     Column("message_id", String(200), nullable=False),
     Column("type", String(16), nullable=False),
@@ -56,7 +59,9 @@ events = Table(
 rejections = Table(
     "rejections",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("source_id", String(40), nullable=True),
     Column("received_at", BigInteger, nullable=False),
     Column("endpoint", String(100), nullable=False),
@@ -125,15 +130,32 @@ class CollectStore:
         with self.engine.begin() as conn:
             self.append_in(conn, rows, rejected)
 
+    def append_groups(
+        self,
+        row_groups: Sequence[Sequence[EventRow]],
+        rejected_groups: Sequence[Sequence[RejectionRow]] = (),
+    ) -> None:
+        """``append`` for many requests' rows at once (group commit), without copying them."""
+        with self.engine.begin() as conn:
+            self._executemany(conn, row_groups, rejected_groups)
+
     def append_in(
         self, conn: Connection, rows: Sequence[EventRow], rejected: Sequence[RejectionRow] = ()
     ) -> None:
+        self._executemany(conn, (rows,) if rows else (), (rejected,) if rejected else ())
+
+    def _executemany(
+        self,
+        conn: Connection,
+        row_groups: Sequence[Sequence[EventRow]],
+        rejected_groups: Sequence[Sequence[RejectionRow]],
+    ) -> None:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            if rows:
-                cursor.executemany(self._insert_events, rows)
-            if rejected:
-                cursor.executemany(self._insert_rejections, rejected)
+            if row_groups:
+                cursor.executemany(self._insert_events, _chain(row_groups))
+            if rejected_groups:
+                cursor.executemany(self._insert_rejections, _chain(rejected_groups))
         finally:
             cursor.close()
 
@@ -213,6 +235,10 @@ class CollectStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(sources).order_by(sources.c.created_at))
             return [SourceRecord(**r._mapping) for r in rows]
+
+
+def _chain(groups: Sequence[Sequence[Any]]) -> Sequence[Any] | Iterator[Any]:
+    return groups[0] if len(groups) == 1 else itertools.chain.from_iterable(groups)
 
 
 def _asdict(record: SourceRecord) -> dict[str, Any]:
