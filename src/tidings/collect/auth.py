@@ -50,7 +50,8 @@ class WriteKeyAuth:
                         )
                     return self._by_key(body_key, "writeKey")
                 raise Unauthorized(
-                    "invalid_token", "the Bearer token is neither a write key nor an admin token",
+                    "invalid_token",
+                    "the Bearer token is neither a write key nor an admin token",
                     "Authorization",
                 )
             raise Unauthorized(

@@ -15,7 +15,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from tidings.core.deps import container_of
 from tidings.core.errors import NotFound, Unauthorized
 
+from .schemas import ErrorResponse
+
 BUNDLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.js$")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Not configured, or no such file"}
+}
+_JS = {200: {"content": {"application/javascript": {}}, "description": "The script"}}
 
 
 def settings_document(write_key: str, api_host: str, protocol: str) -> dict[str, Any]:
@@ -76,7 +82,10 @@ def _bundle_file(request: Request, name: str) -> FileResponse:
 def build_router() -> APIRouter:
     router = APIRouter(tags=["analytics.js"])
 
-    @router.get("/v1/projects/{write_key}/settings")
+    @router.get(
+        "/v1/projects/{write_key}/settings",
+        responses={401: {"model": ErrorResponse, "description": "Unknown write key"}},
+    )
     def project_settings(write_key: str, request: Request) -> JSONResponse:
         """The settings analytics.js loads at start; points it back at this server."""
         c = container_of(request)
@@ -88,12 +97,18 @@ def build_router() -> APIRouter:
             headers={"Cache-Control": "public, max-age=60"},
         )
 
-    @router.get("/analytics.js/v1/{write_key}/analytics.min.js", response_class=Response)
+    @router.get(
+        "/analytics.js/v1/{write_key}/analytics.min.js",
+        response_class=Response,
+        responses={**_JS, **_ERRORS},
+    )
     def analytics_js(write_key: str, request: Request) -> FileResponse:
         """analytics-next's standalone build; it reads the write key from this URL."""
         return _bundle_file(request, "standalone.js")
 
-    @router.get("/analytics-next/bundles/{name}", response_class=Response)
+    @router.get(
+        "/analytics-next/bundles/{name}", response_class=Response, responses={**_JS, **_ERRORS}
+    )
     def analytics_bundle(name: str, request: Request) -> FileResponse:
         """The lazy chunks analytics-next loads (the query-string API among them)."""
         return _bundle_file(request, name)

@@ -15,7 +15,9 @@ _DECODERS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 
 def _too_large(limit: int) -> TidingsError:
     return TidingsError(
-        "payload_too_large", f"Exceed payload limit: at most {limit} bytes per request", None,
+        "payload_too_large",
+        f"Exceed payload limit: at most {limit} bytes per request",
+        None,
         status=400,
     )
 
@@ -38,8 +40,10 @@ async def read_body(request: Request, limit: int) -> bytes:
         wbits = _DECODERS.get(encoding)
         if wbits is None:
             raise TidingsError(
-                "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; "
-                "use gzip or deflate", "Content-Encoding", status=415,
+                "unsupported_encoding",
+                f"Content-Encoding {encoding!r} is not supported; use gzip or deflate",
+                "Content-Encoding",
+                status=415,
             )
         decoder = zlib.decompressobj(wbits)
         try:
