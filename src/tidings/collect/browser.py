@@ -21,7 +21,9 @@ BUNDLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.js$")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Not configured, or no such file"}
 }
-_JS = {200: {"content": {"application/javascript": {}}, "description": "The script"}}
+_JS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/javascript": {}}, "description": "The script"}
+}
 
 
 def settings_document(write_key: str, api_host: str, protocol: str) -> dict[str, Any]:
