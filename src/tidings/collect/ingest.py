@@ -10,6 +10,7 @@ the following commit (group commit). The queue is bounded by event count: when i
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -21,6 +22,20 @@ from tidings.core.errors import ServiceUnavailable, TooManyRequests
 from .store import CollectStore, EventRow, RejectionRow
 
 log = logging.getLogger(__name__)
+_heap_frozen: list[bool] = []
+
+
+def freeze_startup_heap() -> None:
+    """Hide the objects that live as long as the process from the cyclic garbage collector.
+
+    Each batch request allocates thousands of short-lived dicts, which keep triggering full
+    collections; each one walked the whole startup heap (modules, the app, its routes): about
+    60 ms on a 2-core machine, stalling every request in flight and setting the p99. Frozen,
+    a full collection walks only what was allocated since (about 2 ms). Once per process.
+    """
+    if not _heap_frozen:
+        _heap_frozen.append(True)
+        gc.freeze()
 
 
 @dataclass(slots=True)
@@ -70,6 +85,7 @@ class IngestQueue:
         return self._pending_events
 
     def start(self) -> None:
+        freeze_startup_heap()
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="tidings-ingest-writer")
 
