@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support import require
 from tidings.app import create_app
 from tidings.core.clock import FrozenClock
 from tidings.core.settings import Settings
@@ -16,22 +16,13 @@ from tidings.testing import Credentials, pg_available, pg_schema, pg_url, prepar
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def _require_pg() -> None:
-    reason = pg_available()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set and {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test that takes this runs once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'tidings.db'}"
         return
-    _require_pg()
+    require(pg_available())
     with pg_schema(pg_url()) as url:
         yield url
 
@@ -43,7 +34,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def pg_only_url() -> Iterator[str]:
-    _require_pg()
+    require(pg_available())
     with pg_schema(pg_url()) as url:
         yield url
 

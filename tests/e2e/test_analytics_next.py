@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 import threading
 import time
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.support import require
 from tidings.testing import Credentials, ServerProcess, free_port, prepare_database
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -52,21 +52,12 @@ def _missing_dependency() -> str | None:
     return None
 
 
-def _require_dependencies() -> None:
-    reason = _missing_dependency()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set and {reason}")
-    pytest.skip(reason)
-
-
 # --- fixtures ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    _require_dependencies()
+    require(_missing_dependency())
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -122,7 +113,7 @@ class Tidings:
 
 @pytest.fixture
 def tidings(tmp_path: Path) -> Iterator[Tidings]:
-    _require_dependencies()
+    require(_missing_dependency())
     url = f"sqlite:///{tmp_path / 'tidings.db'}"
     creds = prepare_database(url)
     server = ServerProcess(

@@ -206,22 +206,22 @@ class CollectStore:
     def recent_events(
         self, source_id: str, limit: int, after_seq: int | None = None
     ) -> list[dict[str, Any]]:
-        query = select(events).where(events.c.source_id == source_id)
-        if after_seq is not None:
-            query = query.where(events.c.seq > after_seq).order_by(events.c.seq.asc())
-        else:
-            query = query.order_by(events.c.seq.desc())
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+        """Newest first, or oldest first after ``after_seq`` (for streaming)."""
+        return self._recent(events, events.c.seq, source_id, limit, after_seq)
 
     def recent_rejections(
         self, source_id: str, limit: int, after_id: int | None = None
     ) -> list[dict[str, Any]]:
-        query = select(rejections).where(rejections.c.source_id == source_id)
-        if after_id is not None:
-            query = query.where(rejections.c.id > after_id).order_by(rejections.c.id.asc())
+        return self._recent(rejections, rejections.c.id, source_id, limit, after_id)
+
+    def _recent(
+        self, table: Table, key: Column[int], source_id: str, limit: int, after: int | None
+    ) -> list[dict[str, Any]]:
+        query = select(table).where(table.c.source_id == source_id)
+        if after is not None:
+            query = query.where(key > after).order_by(key.asc())
         else:
-            query = query.order_by(rejections.c.id.desc())
+            query = query.order_by(key.desc())
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
 
