@@ -22,7 +22,6 @@ from tidings.core.errors import ServiceUnavailable, TooManyRequests
 from .store import CollectStore, EventRow, RejectionRow
 
 log = logging.getLogger(__name__)
-_heap_frozen: list[bool] = []
 
 
 def freeze_startup_heap() -> None:
@@ -31,11 +30,10 @@ def freeze_startup_heap() -> None:
     Each batch request allocates thousands of short-lived dicts, which keep triggering full
     collections; each one walked the whole startup heap (modules, the app, its routes): about
     60 ms on a 2-core machine, stalling every request in flight and setting the p99. Frozen,
-    a full collection walks only what was allocated since (about 2 ms). Once per process.
+    a full collection walks only what was allocated since (about 2 ms). Calling it again (a
+    second app in one process) only freezes what exists by then, so no flag is kept.
     """
-    if not _heap_frozen:
-        _heap_frozen.append(True)
-        gc.freeze()
+    gc.freeze()
 
 
 @dataclass(slots=True)
