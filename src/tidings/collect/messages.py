@@ -201,7 +201,7 @@ class Enricher:
 
         timestamp = self._timestamp(msg)
         msg["receivedAt"] = self.received_iso
-        msg["timestamp"] = _iso(timestamp)
+        msg["timestamp"] = iso(timestamp)
         return (
             self.source_id,
             message_id,
@@ -238,21 +238,6 @@ class Enricher:
             return self.received_at - skew
         except OverflowError:
             raise InvalidMessage("invalid_timestamp", "is too far from sentAt", field) from None
-
-
-def _iso(moment: datetime) -> str:
-    """``tidings.core.clock.iso``, faster for the usual UTC datetime (same output)."""
-    if moment.tzinfo is UTC:
-        return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 (faster than f"")
-            moment.year,
-            moment.month,
-            moment.day,
-            moment.hour,
-            moment.minute,
-            moment.second,
-            moment.microsecond // 1000,
-        )
-    return iso(moment)
 
 
 @dataclass(slots=True)

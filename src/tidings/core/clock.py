@@ -50,4 +50,16 @@ def from_ms(ms: int) -> datetime:
 
 def iso(moment: datetime) -> str:
     """ISO-8601 in UTC with millisecond precision and a Z, as Segment writes timestamps."""
+    if moment.tzinfo is UTC:
+        # The ingest hot path formats every event's timestamp here; this is several times
+        # faster than isoformat + replace and gives the same text.
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 (faster than f"")
+            moment.year,
+            moment.month,
+            moment.day,
+            moment.hour,
+            moment.minute,
+            moment.second,
+            moment.microsecond // 1000,
+        )
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
