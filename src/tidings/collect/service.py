@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from tidings.core.clock import Clock, to_ms
-from tidings.core.errors import TidingsError, Unauthorized
+from tidings.core.errors import FieldError, TidingsError, Unauthorized
 
 from .auth import WriteKeyAuth
 from .ingest import IngestQueue
@@ -79,16 +79,12 @@ class CollectService:
         try:
             msg = pixel_message(params)
         except InvalidMessage as exc:
-            await self._record_unattributed(
-                facts, exc.error.code, exc.error.message, exc.error.field, dict(params)
-            )
+            await self._record_unattributed(facts, exc.error, dict(params))
             return
         try:
             source = self._source(msg, facts)
         except Unauthorized as exc:
-            await self._record_unattributed(
-                facts, exc.error.code, exc.error.message, exc.error.field, msg
-            )
+            await self._record_unattributed(facts, exc.error, msg)
             return
         try:
             await self._ingest(source, msg, [msg], method, facts)
@@ -158,19 +154,9 @@ class CollectService:
             _stored_payload(rejected.raw),
         )
 
-    async def _record_unattributed(
-        self, facts: RequestFacts, code: str, message: str, field: str | None, raw: Any
-    ) -> None:
-        row: RejectionRow = (
-            None,
-            to_ms(self.clock.now()),
-            facts.endpoint,
-            None,
-            code,
-            field,
-            message,
-            _stored_payload(raw),
-        )
+    async def _record_unattributed(self, facts: RequestFacts, error: FieldError, raw: Any) -> None:
+        """Record a pixel hit that names no known source (it has no source to show it under)."""
+        row = self._rejection_row(None, to_ms(self.clock.now()), facts, Rejected(None, error, raw))
         try:
             await self.queue.submit((), [row])
         except TidingsError:
