@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +34,17 @@ from tidings.core.db import Database
 from tidings.core.deps import Container, container_of
 from tidings.core.errors import TidingsError
 from tidings.core.settings import Settings
+from tidings.identity.config import rules_from_settings
+from tidings.identity.store import IdentityStore
+from tidings.pipeline import router as pipeline_router
+from tidings.pipeline.lease import lease_for
+from tidings.pipeline.runner import Pipeline
+from tidings.pipeline.store import CursorStore
+from tidings.profiles import router as profiles_router
+from tidings.profiles.projector import CONSUMER, Projector
+from tidings.profiles.retention import Retention
+from tidings.profiles.service import ProfileService
+from tidings.profiles.store import ProfileStore
 
 log = logging.getLogger("tidings")
 
@@ -61,6 +73,21 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         max_message_id_chars=settings.max_message_id_chars,
     )
     collect = CollectService(WriteKeyAuth(sources, tokens), queue, clock, limits)
+    rules = rules_from_settings(settings)
+    identity = IdentityStore(db.engine)
+    profile_store = ProfileStore(db.engine)
+    cursors = CursorStore(db.engine)
+    pipeline = Pipeline(
+        db,
+        store,
+        cursors,
+        Projector(rules, store, identity, profile_store),
+        lease_for(db.engine, CONSUMER),
+        clock,
+        batch_events=settings.pipeline_batch_events,
+        poll_s=settings.pipeline_poll_s,
+    )
+    queue.on_commit.append(pipeline.notify)
     return Container(
         settings=settings,
         clock=clock,
@@ -70,7 +97,10 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         sources=sources,
         ingest=queue,
         collect=collect,
-        debugger=Debugger(store, settings.debugger_poll_s),
+        debugger=Debugger(store, settings.debugger_poll_s, flags=profile_store),
+        pipeline=pipeline,
+        profiles=ProfileService(db, rules, store, identity, profile_store, cursors, clock),
+        retention=Retention(db, store, profile_store, cursors, clock, settings.retention_days),
     )
 
 
@@ -146,10 +176,24 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         if settings.auto_migrate:
             migrate.upgrade(container.db.engine)
         container.ingest.start()
+        background: list[asyncio.Task[None]] = []
+        if settings.pipeline_in_process:
+            container.pipeline.start()
+            background.append(
+                asyncio.create_task(
+                    container.retention.schedule(settings.retention_interval_s),
+                    name="tidings-retention",
+                )
+            )
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await container.ingest.stop()
+            if settings.pipeline_in_process:
+                await container.pipeline.stop()
             container.db.close()
 
     app = FastAPI(
@@ -171,6 +215,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         collect_router.build_router(),
         collect_browser.build_router(),
         collect_admin.build_router(),
+        profiles_router.build_router(),
+        pipeline_router.build_router(),
     ):
         _mount(app, router)
 

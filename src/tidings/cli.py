@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from tidings.core import migrate as migrations
@@ -17,11 +27,18 @@ from tidings.core.clock import SystemClock, from_ms, iso
 from tidings.core.db import Database
 from tidings.core.settings import Settings
 
+if TYPE_CHECKING:
+    from tidings.core.deps import Container
+
 app = typer.Typer(no_args_is_help=True, help="tidings: events in, personal email out.")
 sources_app = typer.Typer(no_args_is_help=True, help="Sources and their write keys.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Admin API tokens.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(tokens_app, name="tokens")
+pipeline_app = typer.Typer(no_args_is_help=True, help="The pipeline: events log → profiles.")
+retention_app = typer.Typer(no_args_is_help=True, help="Purging expired events.")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(retention_app, name="retention")
 console = Console()
 
 DbOption = Annotated[
@@ -95,6 +112,132 @@ def serve(
         access_log=access_log,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
+    )
+
+
+def _container(settings: Settings) -> Container:
+    from tidings.app import build_container
+
+    container = build_container(settings)
+    migrations.upgrade(container.db.engine)
+    return container
+
+
+def _drain(container: Container, what: str) -> int:
+    """Apply the log until caught up, with a progress bar; returns the number of events."""
+    pipeline = container.pipeline
+    if not pipeline.lease.try_acquire():
+        console.print(
+            "[yellow]another process (tidings serve or a worker) is applying the log; "
+            "it will do this work[/]"
+        )
+        return 0
+    backlog = pipeline.status()["backlog"]
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"),
+        TimeRemainingColumn(),
+    )
+    started = time.monotonic()
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(what, total=backlog, rate="…")
+
+        def advance(n: int) -> None:
+            done = progress.tasks[0].completed + n
+            rate = done / max(time.monotonic() - started, 1e-9)
+            progress.update(task, advance=n, rate=f"{rate:,.0f}")
+
+        total = pipeline.drain(advance)
+    elapsed = time.monotonic() - started
+    pipeline.release()
+    rate = total / elapsed if elapsed > 0 else 0.0
+    console.print(f"applied {total:,} events in {elapsed:.1f} s ({rate:,.0f} events/s)")
+    return total
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Apply the backlog, then exit (no standing by)")
+    ] = False,
+) -> None:
+    """Apply the events log to identities and profiles (beside or instead of the in-process
+    pipeline of `tidings serve`; set TIDINGS_PIPELINE_IN_PROCESS=false there to leave it all to
+    workers). Only one process applies the log at a time; others stand by and take over."""
+    settings = _settings(db)
+    container = _container(settings)
+    try:
+        if once:
+            _drain(container, "applying the log")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        console.print(f"worker {os.getpid()} on {_safe_url(settings.database_url)}; Ctrl-C to stop")
+        applied = 0
+
+        def report(n: int) -> None:
+            nonlocal applied
+            applied += n
+            status = container.pipeline.stats.snapshot()
+            console.print(
+                f"applied {applied:,} · {status['events_per_s']:,.0f} events/s · "
+                f"lag p99 {status['lag_ms']['p99']} ms",
+                highlight=False,
+            )
+
+        container.pipeline.run_forever(stop, on_batch=report)
+    finally:
+        container.db.close()
+
+
+@pipeline_app.command("status")
+def pipeline_status(db: DbOption = None) -> None:
+    """Where the pipeline is in the log and how far behind."""
+    container = _container(_settings(db))
+    try:
+        status = container.pipeline.status()
+        profiles = container.profiles.profiles.count()
+    finally:
+        container.db.close()
+    table = Table("", "")
+    for key in ("position", "head", "backlog", "epoch"):
+        table.add_row(key, f"{status[key]:,}")
+    table.add_row("profiles", f"{profiles:,}")
+    console.print(table)
+
+
+@pipeline_app.command("rebuild")
+def pipeline_rebuild(
+    db: DbOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Forget every identity and profile and re-apply the whole events log."""
+    if not yes:
+        typer.confirm("Rebuild identities and profiles from the events log?", abort=True)
+    container = _container(_settings(db))
+    try:
+        container.profiles.reset_derived()
+        _drain(container, "re-applying the log")
+    finally:
+        container.db.close()
+
+
+@retention_app.command("run")
+def retention_run(db: DbOption = None) -> None:
+    """Purge events and rejections older than TIDINGS_RETENTION_DAYS now."""
+    settings = _settings(db)
+    container = _container(settings)
+    try:
+        result = container.retention.run()
+    finally:
+        container.db.close()
+    console.print(
+        f"purged {result.events:,} events and {result.rejections:,} rejections received before "
+        f"{iso(from_ms(result.cutoff_ms))} ({settings.retention_days} days)"
     )
 
 
@@ -233,6 +376,11 @@ def demo(
     print(
         f"  curl -H 'Authorization: Bearer {creds['admin_token']}' "
         f"'{base}/v1/sources/{creds['source_id']}/events?limit=5'"
+    )
+    console.print("The profile it built (a moment later):")
+    print(
+        f"  curl -H 'Authorization: Bearer {creds['admin_token']}' "
+        f"'{base}/v1/profiles/user_id:ada@example.com'"
     )
     console.print("Watch live:")
     print(

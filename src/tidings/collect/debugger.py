@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -47,20 +47,37 @@ def rejection_entry(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class Flags(Protocol):
+    """Validation flags the pipeline attaches to stored events (the profiles context)."""
+
+    def flags_of(self, seqs: Sequence[int]) -> dict[int, list[dict[str, str]]]: ...
+
+    def flag_counts(self, source_id: str) -> dict[str, int]: ...
+
+
 class Debugger:
-    def __init__(self, store: CollectStore, poll_s: float) -> None:
+    def __init__(self, store: CollectStore, poll_s: float, flags: Flags | None = None) -> None:
         self.store = store
         self.poll_s = poll_s
+        self.flags = flags
 
     def recent(self, source_id: str, limit: int, kind: str | None = None) -> dict[str, Any]:
         """The newest events and rejections of a source, newest first, and counts of reasons."""
         events = [] if kind == "rejection" else self.store.recent_events(source_id, limit)
         rejected = [] if kind == "event" else self.store.recent_rejections(source_id, limit)
-        return {
-            "events": [event_entry(r) for r in events],
+        entries = [event_entry(r) for r in events]
+        body: dict[str, Any] = {
+            "events": entries,
             "rejections": [rejection_entry(r) for r in rejected],
             "rejection_counts": self.store.rejection_counts(source_id),
         }
+        if self.flags is not None:
+            # Flags appear once the pipeline has applied an event (usually within a second).
+            flags = self.flags.flags_of([e["seq"] for e in entries])
+            for entry in entries:
+                entry["flags"] = flags.get(entry["seq"], [])
+            body["flag_counts"] = self.flags.flag_counts(source_id)
+        return body
 
     async def stream(
         self, source_id: str, is_disconnected: Callable[[], Any], max_seconds: float | None = None

@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tidings.core.db import Database
@@ -72,6 +72,8 @@ class IngestQueue:
         self.commit_max_events = commit_max_events
         self.retry_after_s = retry_after_s
         self.stats = IngestStats()
+        # Called on the event loop after each commit (the pipeline wakes up on it).
+        self.on_commit: list[Callable[[], None]] = []
         self._pending: deque[_Pending] = deque()
         self._pending_events = 0
         self._wakeup: asyncio.Event | None = None
@@ -162,5 +164,8 @@ class IngestQueue:
                 for item in taken:
                     if not item.future.done():
                         item.future.set_result(None)
+                if n_rows:
+                    for listener in self.on_commit:
+                        listener()
             finally:
                 self._pending_events -= count

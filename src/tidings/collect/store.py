@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -17,13 +18,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import metadata
+from tidings.core.db import chunks, metadata
 
 sources = Table(
     "sources",
@@ -99,6 +102,24 @@ REJECTION_COLUMNS = (
 )
 
 
+# On PostgreSQL every append takes this transaction-level advisory lock first, so appends
+# commit in ``seq`` order even from several processes: a consumer reading ``seq > cursor``
+# can never miss a row that commits later with a smaller ``seq``. (SQLite has one writer.)
+LOG_APPEND_LOCK = 0x7469_6469_6E67  # "tiding"
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One committed event as the pipeline reads it."""
+
+    seq: int
+    source_id: str
+    message_id: str
+    timestamp: int
+    received_at: int
+    payload: str
+
+
 @dataclass(frozen=True, slots=True)
 class SourceRecord:
     id: str
@@ -172,6 +193,8 @@ class CollectStore:
     ) -> None:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
+            if row_groups and not self.is_sqlite:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOG_APPEND_LOCK,))
             if row_groups and self.is_sqlite:
                 self._insert_multi_row(cursor, row_groups)
             elif row_groups:
@@ -195,6 +218,96 @@ class CollectStore:
                 )
             cursor.execute(sql, [value for row in rows[start : start + size] for value in row])
             start += size
+
+    # -- reading the log (the pipeline) --------------------------------------------------------
+    def read_log(self, after_seq: int, limit: int) -> list[LogEvent]:
+        """Committed events with ``seq > after_seq``, in ``seq`` order."""
+        query = (
+            select(
+                events.c.seq,
+                events.c.source_id,
+                events.c.message_id,
+                events.c.timestamp,
+                events.c.received_at,
+                events.c.payload,
+            )
+            .where(events.c.seq > after_seq)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [LogEvent(*row) for row in conn.execute(query)]
+
+    def get_events(self, seqs: Sequence[int]) -> list[LogEvent]:
+        """The events with these ``seq`` (those still stored), in ``seq`` order."""
+        found: list[LogEvent] = []
+        with self.engine.connect() as conn:
+            for part in chunks(sorted(set(seqs)), 500):
+                query = select(
+                    events.c.seq,
+                    events.c.source_id,
+                    events.c.message_id,
+                    events.c.timestamp,
+                    events.c.received_at,
+                    events.c.payload,
+                ).where(events.c.seq.in_(part))
+                found.extend(LogEvent(*row) for row in conn.execute(query))
+        return sorted(found, key=lambda e: e.seq)
+
+    def head_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(events.c.seq))).scalar() or 0)
+
+    def count_after(self, after_seq: int) -> int:
+        with self.engine.connect() as conn:
+            query = select(func.count()).select_from(events).where(events.c.seq > after_seq)
+            return int(conn.execute(query).scalar_one())
+
+    # -- deleting (privacy requests, retention) ------------------------------------------------
+    def delete_events_in(self, conn: Connection, seqs: Sequence[int]) -> int:
+        deleted = 0
+        for part in chunks(sorted(set(seqs)), 500):
+            deleted += conn.execute(delete(events).where(events.c.seq.in_(part))).rowcount
+        return deleted
+
+    def delete_pending_of(
+        self,
+        conn: Connection,
+        after_seq: int,
+        user_ids: Sequence[str],
+        anonymous_ids: Sequence[str],
+    ) -> int:
+        """Delete not-yet-processed events (``seq > after_seq``) carrying these ids."""
+        ids = or_(
+            events.c.user_id.in_(list(user_ids)), events.c.anonymous_id.in_(list(anonymous_ids))
+        )
+        query = delete(events).where(events.c.seq > after_seq, ids)
+        return int(conn.execute(query).rowcount)
+
+    def delete_rejections_mentioning(self, conn: Connection, values: Sequence[str]) -> int:
+        """Delete rejected payloads that contain one of ``values`` as a JSON string."""
+        deleted = 0
+        for value in values:
+            needle = orjson.dumps(value).decode()
+            needle = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = delete(rejections).where(rejections.c.payload.like(f"%{needle}%", escape="\\"))
+            deleted += conn.execute(query).rowcount
+        return deleted
+
+    def expired_seqs(self, received_before: int, max_seq: int, limit: int) -> list[int]:
+        """Up to ``limit`` events received before the cutoff and already processed."""
+        query = (
+            select(events.c.seq)
+            .where(events.c.received_at < received_before, events.c.seq <= max_seq)
+            .order_by(events.c.received_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [int(seq) for (seq,) in conn.execute(query)]
+
+    def purge_rejections(self, conn: Connection, received_before: int) -> int:
+        query = delete(rejections).where(rejections.c.received_at < received_before)
+        return int(conn.execute(query).rowcount)
 
     def count_events(self, source_id: str | None = None) -> int:
         query = select(func.count()).select_from(events)

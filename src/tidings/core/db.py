@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import MetaData, Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine import create_engine as sa_create_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -70,9 +72,16 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
-        self.writer = ThreadPoolExecutor(
-            max_workers=1 if self.is_sqlite else 4, thread_name_prefix="tidings-writer"
-        )
+        self._writer: ThreadPoolExecutor | None = None
+
+    @property
+    def writer(self) -> ThreadPoolExecutor:
+        """The writer thread(s); made on first use, so an app can start again after close()."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(
+                max_workers=1 if self.is_sqlite else 4, thread_name_prefix="tidings-writer"
+            )
+        return self._writer
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:
@@ -84,5 +93,36 @@ class Database:
         return await loop.run_in_executor(self.writer, lambda: fn(*args, **kwargs))
 
     def close(self) -> None:
-        self.writer.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         self.engine.dispose()
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str] | None = None,
+) -> None:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` (or ``DO NOTHING`` when ``update`` is empty),
+    the same on SQLite and PostgreSQL; ``update=None`` updates every non-key column."""
+    if not rows:
+        return
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table)
+    columns = update if update is not None else [c for c in rows[0] if c not in keys]
+    if columns:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(stmt, list(rows))
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size`` (to stay under bound-parameter limits)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

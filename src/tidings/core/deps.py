@@ -18,6 +18,9 @@ from tidings.core.auth import TokenService
 from tidings.core.clock import Clock
 from tidings.core.db import Database
 from tidings.core.settings import Settings
+from tidings.pipeline.runner import Pipeline
+from tidings.profiles.retention import Retention
+from tidings.profiles.service import ProfileService
 
 
 @dataclass(slots=True)
@@ -33,6 +36,9 @@ class Container:
     ingest: IngestQueue
     collect: CollectService
     debugger: Debugger
+    pipeline: Pipeline
+    profiles: ProfileService
+    retention: Retention
 
 
 def container_of(conn: HTTPConnection) -> Container:

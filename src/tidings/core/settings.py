@@ -48,6 +48,35 @@ class Settings(BaseSettings):
         description="Folder holding @segment/analytics-next's dist/umd, served as a CDN",
     )
     debugger_poll_s: float = 0.5
+
+    # Identity resolution (like Segment Unify's identity rules).
+    identity_limits: dict[str, int] = Field(
+        default_factory=lambda: {"user_id": 1, "anonymous_id": 5, "email": 5},
+        description="Most distinct values of each identifier type one profile may hold",
+    )
+    identity_blocked_values: list[str] = Field(
+        default_factory=lambda: ["null", "undefined", "anonymous", "0", "-1", ""],
+        description="Values that are never identifiers (trimmed, case-insensitive)",
+    )
+    identity_external_ids: list[str] = Field(
+        default_factory=list,
+        description="Extra identifier types, read from traits and context.externalIds by name "
+        "(e.g. phone, ga_client_id)",
+    )
+    identity_priority: list[str] | None = Field(
+        default=None, description="Identifier types, most trusted first"
+    )
+
+    # The pipeline (events log → identities and profiles).
+    pipeline_in_process: bool = Field(
+        default=True, description="Run the pipeline inside `tidings serve` (else: `tidings worker`)"
+    )
+    pipeline_batch_events: int = 2000
+    pipeline_poll_s: float = 0.25
+
+    # Retention: events (and rejections) received longer ago than this are purged.
+    retention_days: int = Field(default=30, ge=1)
+    retention_interval_s: float = 3600.0
     log_level: str = "info"
 
     @property

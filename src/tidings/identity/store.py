@@ -1,0 +1,362 @@
+"""SQL for the identity context: identifiers → profiles, linking events, merges, conflicts and
+suppressed identifiers.
+
+The in-memory :class:`~tidings.identity.graph.IdentityGraph` decides; these tables keep what it
+needs to be rebuilt (``identity_links``: every linking event, keyed by a hash of its canonical
+form) and what readers need without it (``identities``: which profile holds an identifier;
+``identity_merges`` and ``identity_conflicts``: the explanations). Suppressions hold only a
+hash of each deleted identifier, never the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    delete,
+    select,
+    tuple_,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from tidings.core.db import chunks, metadata, upsert
+
+from .graph import Conflict, Identifier, LinkEvent, Merge
+
+_Id = String(500)
+_Serial = BigInteger().with_variant(Integer, "sqlite")
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("id_type", String(40), nullable=False),
+    Column("id_value", _Id, nullable=False),
+    Column("profile_id", String(40), nullable=False),
+    Column("first_seen", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id_type", "id_value", name="pk_identities"),
+    Index("ix_identities_profile", "profile_id"),
+)
+
+identity_links = Table(
+    "identity_links",
+    metadata,
+    Column("link_key", String(64), primary_key=True),
+    Column("message_id", String(200), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("identifiers", Text, nullable=False),
+)
+
+identity_link_members = Table(
+    "identity_link_members",
+    metadata,
+    Column("id_type", String(40), nullable=False),
+    Column("id_value", _Id, nullable=False),
+    Column("link_key", String(64), nullable=False),
+    PrimaryKeyConstraint("id_type", "id_value", "link_key", name="pk_identity_link_members"),
+)
+
+identity_merges = Table(
+    "identity_merges",
+    metadata,
+    Column("id", _Serial, primary_key=True, autoincrement=True),
+    Column("message_id", String(200), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("anchor_type", String(40), nullable=False),
+    Column("anchor_value", _Id, nullable=False),
+    Column("linked_type", String(40), nullable=False),
+    Column("linked_value", _Id, nullable=False),
+    Column("profile_a", String(40), nullable=False),
+    Column("profile_b", String(40), nullable=False),
+    Column("into", String(40), nullable=False),
+    Index("ix_identity_merges_anchor", "anchor_type", "anchor_value"),
+    Index("ix_identity_merges_linked", "linked_type", "linked_value"),
+)
+
+identity_conflicts = Table(
+    "identity_conflicts",
+    metadata,
+    Column("id", _Serial, primary_key=True, autoincrement=True),
+    Column("message_id", String(200), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("anchor_type", String(40), nullable=False),
+    Column("anchor_value", _Id, nullable=False),
+    Column("other_type", String(40), nullable=False),
+    Column("other_value", _Id, nullable=False),
+    Column("profile_a", String(40), nullable=False),
+    Column("profile_b", String(40), nullable=False),
+    Column("code", String(40), nullable=False),
+    Column("limit_type", String(40), nullable=False),
+    Column("limit_value", Integer, nullable=False),
+    Column("count", Integer, nullable=False),
+    Index("ix_identity_conflicts_anchor", "anchor_type", "anchor_value"),
+    Index("ix_identity_conflicts_other", "other_type", "other_value"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("value_hash", String(64), primary_key=True),
+    Column("id_type", String(40), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("reason", String(200), nullable=False),
+)
+
+
+def suppression_hash(identifier: Identifier) -> str:
+    """How a suppressed identifier is remembered: a hash, so the value itself is gone."""
+    return hashlib.sha256(f"{identifier.type}\x00{identifier.value}".encode()).hexdigest()
+
+
+def link_key(event: LinkEvent) -> str:
+    pairs = [list(i) for i in event.identifiers]
+    text = orjson.dumps([event.message_id, event.timestamp.isoformat(), pairs])
+    return hashlib.sha256(text).hexdigest()
+
+
+def _pairs(ids: Iterable[Identifier]) -> list[tuple[str, str]]:
+    return [(i.type, i.value) for i in ids]
+
+
+class IdentityStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- reading ----------------------------------------------------------------------------
+    def links(self) -> list[tuple[str, int, list[list[str]]]]:
+        """Every stored linking event: (messageId, timestamp ms, identifiers), oldest first."""
+        query = select(
+            identity_links.c.message_id, identity_links.c.timestamp, identity_links.c.identifiers
+        ).order_by(identity_links.c.timestamp, identity_links.c.message_id)
+        with self.engine.connect() as conn:
+            return [(m, int(t), orjson.loads(ids)) for m, t, ids in conn.execute(query)]
+
+    def suppressed_hashes(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {h for (h,) in conn.execute(select(suppressions.c.value_hash))}
+
+    def profile_of(self, identifier: Identifier) -> str | None:
+        query = select(identities.c.profile_id).where(
+            identities.c.id_type == identifier.type, identities.c.id_value == identifier.value
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def profiles_of(self, ids: Sequence[Identifier]) -> dict[Identifier, str]:
+        found: dict[Identifier, str] = {}
+        with self.engine.connect() as conn:
+            for part in chunks(_pairs(ids), 300):
+                key = tuple_(identities.c.id_type, identities.c.id_value)
+                query = select(
+                    identities.c.id_type, identities.c.id_value, identities.c.profile_id
+                ).where(key.in_(part))
+                for t, v, p in conn.execute(query):
+                    found[Identifier(t, v)] = p
+        return found
+
+    def identities_of(self, profile_id: str) -> list[dict[str, Any]]:
+        query = (
+            select(identities.c.id_type, identities.c.id_value, identities.c.first_seen)
+            .where(identities.c.profile_id == profile_id)
+            .order_by(identities.c.first_seen, identities.c.id_type, identities.c.id_value)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def merges_of(self, ids: Sequence[Identifier]) -> list[dict[str, Any]]:
+        return self._explanations(identity_merges, "linked", ids)
+
+    def conflicts_of(self, ids: Sequence[Identifier]) -> list[dict[str, Any]]:
+        return self._explanations(identity_conflicts, "other", ids)
+
+    def _explanations(
+        self, table: Table, other: str, ids: Sequence[Identifier]
+    ) -> list[dict[str, Any]]:
+        pairs = _pairs(ids)
+        if not pairs:
+            return []
+        anchor = tuple_(table.c.anchor_type, table.c.anchor_value)
+        second = tuple_(table.c[f"{other}_type"], table.c[f"{other}_value"])
+        query = (
+            select(table)
+            .where(anchor.in_(pairs) | second.in_(pairs))
+            .order_by(table.c.timestamp, table.c.message_id, table.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def count_profiles(self) -> int:
+        from sqlalchemy import func
+
+        query = select(func.count(func.distinct(identities.c.profile_id)))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- writing (inside the caller's transaction) ---------------------------------------------
+    def set_profiles(self, conn: Connection, rows: Sequence[tuple[Identifier, str, int]]) -> None:
+        """Identifier → profile id (``first_seen`` is kept from the first write)."""
+        upsert(
+            conn,
+            identities,
+            [
+                {"id_type": i.type, "id_value": i.value, "profile_id": p, "first_seen": at}
+                for i, p, at in rows
+            ],
+            keys=("id_type", "id_value"),
+            update=("profile_id",),
+        )
+
+    def add_links(self, conn: Connection, events: Sequence[LinkEvent]) -> None:
+        link_rows: list[dict[str, Any]] = []
+        member_rows: list[dict[str, Any]] = []
+        for event in events:
+            key = link_key(event)
+            link_rows.append(
+                {
+                    "link_key": key,
+                    "message_id": event.message_id,
+                    "timestamp": int(event.timestamp.timestamp() * 1000),
+                    "identifiers": orjson.dumps([list(i) for i in event.identifiers]).decode(),
+                }
+            )
+            member_rows.extend(
+                {"id_type": i.type, "id_value": i.value, "link_key": key} for i in event.identifiers
+            )
+        upsert(conn, identity_links, link_rows, keys=("link_key",), update=())
+        upsert(
+            conn,
+            identity_link_members,
+            member_rows,
+            keys=("id_type", "id_value", "link_key"),
+            update=(),
+        )
+
+    def replace_explanations(
+        self,
+        conn: Connection,
+        cluster: Sequence[Identifier],
+        merges: Sequence[Merge],
+        conflicts: Sequence[Conflict],
+    ) -> None:
+        """Forget what was recorded for a cluster's identifiers (a replay recomputed it)."""
+        pairs = _pairs(cluster)
+        for part in chunks(pairs, 300):
+            for table in (identity_merges, identity_conflicts):
+                key = tuple_(table.c.anchor_type, table.c.anchor_value)
+                conn.execute(delete(table).where(key.in_(part)))
+        self.add_explanations(conn, merges, conflicts)
+
+    def add_explanations(
+        self, conn: Connection, merges: Sequence[Merge], conflicts: Sequence[Conflict]
+    ) -> None:
+        if merges:
+            conn.execute(
+                identity_merges.insert(),
+                [
+                    {
+                        "message_id": m.message_id,
+                        "timestamp": int(m.timestamp.timestamp() * 1000),
+                        "anchor_type": m.linked[0].type,
+                        "anchor_value": m.linked[0].value,
+                        "linked_type": m.linked[1].type,
+                        "linked_value": m.linked[1].value,
+                        "profile_a": m.profiles[0],
+                        "profile_b": m.profiles[1],
+                        "into": m.into,
+                    }
+                    for m in merges
+                ],
+            )
+        if conflicts:
+            conn.execute(
+                identity_conflicts.insert(),
+                [
+                    {
+                        "message_id": c.message_id,
+                        "timestamp": int(c.timestamp.timestamp() * 1000),
+                        "anchor_type": c.identifiers[0].type,
+                        "anchor_value": c.identifiers[0].value,
+                        "other_type": c.identifiers[1].type,
+                        "other_value": c.identifiers[1].value,
+                        "profile_a": c.profiles[0],
+                        "profile_b": c.profiles[1],
+                        "code": c.code,
+                        "limit_type": c.type,
+                        "limit_value": c.limit,
+                        "count": c.count,
+                    }
+                    for c in conflicts
+                ],
+            )
+
+    def forget(self, conn: Connection, ids: Sequence[Identifier]) -> dict[str, int]:
+        """Delete everything recorded about these identifiers (a privacy request)."""
+        pairs = _pairs(ids)
+        counts = {"identities": 0, "links": 0, "merges": 0, "conflicts": 0}
+        for part in chunks(pairs, 300):
+            member = tuple_(identity_link_members.c.id_type, identity_link_members.c.id_value)
+            keys = [
+                k
+                for (k,) in conn.execute(
+                    select(identity_link_members.c.link_key).where(member.in_(part)).distinct()
+                )
+            ]
+            for key_part in chunks(keys, 500):
+                counts["links"] += conn.execute(
+                    delete(identity_links).where(identity_links.c.link_key.in_(key_part))
+                ).rowcount
+                conn.execute(
+                    delete(identity_link_members).where(
+                        identity_link_members.c.link_key.in_(key_part)
+                    )
+                )
+            key = tuple_(identities.c.id_type, identities.c.id_value)
+            counts["identities"] += conn.execute(delete(identities).where(key.in_(part))).rowcount
+            for table, other, name in (
+                (identity_merges, "linked", "merges"),
+                (identity_conflicts, "other", "conflicts"),
+            ):
+                a = tuple_(table.c.anchor_type, table.c.anchor_value)
+                b = tuple_(table.c[f"{other}_type"], table.c[f"{other}_value"])
+                counts[name] += conn.execute(
+                    delete(table).where(a.in_(part) | b.in_(part))
+                ).rowcount
+        return counts
+
+    def suppress(self, conn: Connection, ids: Sequence[Identifier], at: int, reason: str) -> None:
+        upsert(
+            conn,
+            suppressions,
+            [
+                {
+                    "value_hash": suppression_hash(i),
+                    "id_type": i.type,
+                    "created_at": at,
+                    "reason": reason,
+                }
+                for i in ids
+            ],
+            keys=("value_hash",),
+            update=(),
+        )
+
+    def clear(self, conn: Connection) -> None:
+        """Drop every derived row (a rebuild from the log); suppressions stay."""
+        for table in (
+            identities,
+            identity_links,
+            identity_link_members,
+            identity_merges,
+            identity_conflicts,
+        ):
+            conn.execute(delete(table))

@@ -1,0 +1,278 @@
+"""The consumer loop: read a batch after the cursor, prepare it, commit it with the cursor.
+
+Runs in-process under ``tidings serve`` (an asyncio task; preparing happens on its own thread,
+the commit on the database's writer thread, taking turns with ingest on SQLite) or alone as
+``tidings worker`` (:meth:`Pipeline.run_forever`). Only the lease holder applies batches; see
+:mod:`tidings.pipeline.lease`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from tidings.collect.store import CollectStore
+from tidings.core.clock import Clock, to_ms
+from tidings.core.db import Database
+from tidings.profiles.projector import CONSUMER, Plan, Projector
+
+from .lease import Lease
+from .store import Cursor, CursorStore, StaleCursor
+
+log = logging.getLogger(__name__)
+
+LAG_SAMPLES = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    events: int
+    position: int
+
+
+class Stats:
+    """Counters and a window of recent lags (commit time minus receive time), thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.applied = 0
+        self.batches = 0
+        self.stale = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_batch_ms: int | None = None
+        self._lags: deque[int] = deque(maxlen=LAG_SAMPLES)
+        self._rate: deque[tuple[float, int]] = deque(maxlen=120)
+
+    def record(self, plan: Plan, committed_ms: int) -> None:
+        with self._lock:
+            self.applied += plan.size
+            self.batches += 1
+            self.last_batch_ms = committed_ms
+            self._lags.extend(committed_ms - r for r in plan.received_at)
+            self._rate.append((time.monotonic(), plan.size))
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            self.errors += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            lags = sorted(self._lags)
+            now = time.monotonic()
+            recent = [(t, n) for t, n in self._rate if now - t <= 10.0]
+        span = (now - recent[0][0]) if len(recent) > 1 else 0.0
+        rate = sum(n for _, n in recent[1:]) / span if span > 0 else 0.0
+
+        def pct(p: float) -> int | None:
+            return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else None
+
+        return {
+            "applied_events": self.applied,
+            "batches": self.batches,
+            "stale_batches": self.stale,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "events_per_s": round(rate, 1),
+            "lag_ms": {"p50": pct(0.50), "p99": pct(0.99), "max": lags[-1] if lags else None},
+        }
+
+
+class Pipeline:
+    def __init__(
+        self,
+        db: Database,
+        collect: CollectStore,
+        cursors: CursorStore,
+        projector: Projector,
+        lease: Lease,
+        clock: Clock,
+        *,
+        batch_events: int = 2000,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.db = db
+        self.collect = collect
+        self.cursors = cursors
+        self.projector = projector
+        self.lease = lease
+        self.clock = clock
+        self.batch_events = batch_events
+        self.poll_s = poll_s
+        self.stats = Stats()
+        self.leader = False
+        self._epoch: int | None = None
+        self._position: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._wakeup: asyncio.Event | None = None
+        self._prepare_thread: ThreadPoolExecutor | None = None
+
+    # -- one batch, synchronously (the worker, tests, rebuilds) ---------------------------------
+    def step(self) -> BatchResult:
+        """Apply the next batch if there is one; returns how many events were applied."""
+        prepared = self._prepare()
+        if prepared is None:
+            return BatchResult(0, self._position or 0)
+        cursor, plan = prepared
+        self._commit(cursor, plan)
+        return BatchResult(plan.size, plan.last_seq)
+
+    def drain(self, progress: Callable[[int], None] | None = None) -> int:
+        """Apply batches until caught up with the log; returns the number of events."""
+        total = 0
+        while True:
+            try:
+                result = self.step()
+            except StaleCursor:
+                continue
+            if result.events == 0:
+                return total
+            total += result.events
+            if progress is not None:
+                progress(result.events)
+
+    def _prepare(self) -> tuple[Cursor, Plan] | None:
+        cursor = self.cursors.get(CONSUMER)
+        if cursor.epoch != self._epoch or cursor.position != self._position:
+            # Someone else moved the cursor or rewrote derived state: start from the store.
+            self.projector.reset()
+            self._epoch, self._position = cursor.epoch, cursor.position
+        batch = self.collect.read_log(cursor.position, self.batch_events)
+        if not batch:
+            return None
+        return cursor, self.projector.prepare(batch)
+
+    def _commit(self, cursor: Cursor, plan: Plan) -> None:
+        at = to_ms(self.clock.now())
+        try:
+            with self.db.engine.begin() as conn:
+                self.cursors.advance(conn, cursor, plan.last_seq, at)
+                self.projector.write(conn, plan, at)
+        except StaleCursor:
+            self.stats.stale += 1
+            self.projector.reset()
+            self._epoch = self._position = None
+            raise
+        except BaseException:
+            self.projector.reset()
+            self._epoch = self._position = None
+            raise
+        self._position = plan.last_seq
+        self.projector.committed(plan)
+        self.stats.record(plan, to_ms(self.clock.now()))
+
+    # -- as a service ----------------------------------------------------------------------------
+    def run_forever(
+        self, stop: threading.Event, on_batch: Callable[[int], None] | None = None
+    ) -> None:
+        """The ``tidings worker`` loop: take the lease, apply batches, stand by when idle."""
+        while not stop.is_set():
+            if not self._hold_lease():
+                stop.wait(1.0)
+                continue
+            try:
+                result = self.step()
+            except StaleCursor:
+                continue
+            except Exception as error:  # keep running; the batch is retried
+                log.exception("pipeline batch failed; retrying")
+                self.stats.failed(error)
+                stop.wait(1.0)
+                continue
+            if on_batch is not None and result.events:
+                on_batch(result.events)
+            if result.events < self.batch_events:
+                stop.wait(self.poll_s)
+        self.release()
+
+    def _hold_lease(self) -> bool:
+        try:
+            self.leader = self.lease.try_acquire()
+        except Exception as error:
+            log.warning("pipeline lease unavailable: %s", error)
+            self.leader = False
+        return self.leader
+
+    def release(self) -> None:
+        self.lease.release()
+        self.leader = False
+
+    def start(self) -> None:
+        """Run in the current event loop (under ``tidings serve``)."""
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._prepare_thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-pipeline")
+        self._task = asyncio.create_task(self._run(), name="tidings-pipeline")
+
+    def notify(self) -> None:
+        """New events were committed: look now rather than at the next poll."""
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def stop(self) -> None:
+        self._closing = True
+        self.notify()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._prepare_thread is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._prepare_thread, self.release)
+            self._prepare_thread.shutdown(wait=True)
+            self._prepare_thread = None
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None and self._prepare_thread is not None
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            leader = await loop.run_in_executor(self._prepare_thread, self._hold_lease)
+            if not leader:
+                await self._sleep(1.0)
+                continue
+            try:
+                prepared = await loop.run_in_executor(self._prepare_thread, self._prepare)
+                if prepared is None:
+                    await self._sleep(self.poll_s)
+                    continue
+                cursor, plan = prepared
+                await self.db.run_write(self._commit, cursor, plan)
+            except StaleCursor:
+                continue
+            except Exception as error:
+                log.exception("pipeline batch failed; retrying")
+                self.stats.failed(error)
+                await self._sleep(1.0)
+                continue
+            if plan.size < self.batch_events:
+                await self._sleep(self.poll_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wakeup is not None
+        if self._closing:
+            return
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+
+    def status(self) -> dict[str, Any]:
+        cursor = self.cursors.get(CONSUMER)
+        head = self.collect.head_seq()
+        return {
+            "consumer": CONSUMER,
+            "leader": self.leader,
+            "position": cursor.position,
+            "head": head,
+            "backlog": self.collect.count_after(cursor.position) if head > cursor.position else 0,
+            "epoch": cursor.epoch,
+            **self.stats.snapshot(),
+        }

@@ -1,0 +1,97 @@
+"""SQL for the pipeline: one cursor row per consumer.
+
+``position`` is the last ``seq`` applied; ``epoch`` changes whenever something outside the
+consumer rewrites what it derived (a privacy deletion, a rebuild), so a consumer holding
+in-memory state built before the change notices, reloads and retries. A batch advances the
+cursor with ``WHERE position = :old AND epoch = :epoch`` in the same transaction as its writes:
+two consumers can never both apply the same batch, and a crash rolls back the cursor with
+the writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import BigInteger, Column, Integer, String, Table, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from tidings.core.db import metadata, upsert
+
+pipeline_cursors = Table(
+    "pipeline_cursors",
+    metadata,
+    Column("name", String(60), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+
+class StaleCursor(Exception):
+    """The cursor moved (or its epoch changed) since the batch was prepared."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    name: str
+    position: int
+    epoch: int
+    updated_at: int
+
+
+class CursorStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, name: str, conn: Connection | None = None) -> Cursor:
+        query = select(pipeline_cursors).where(pipeline_cursors.c.name == name)
+        if conn is not None:
+            row = conn.execute(query).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
+        if row is None:
+            return Cursor(name, 0, 0, 0)
+        return Cursor(row.name, int(row.position), int(row.epoch), int(row.updated_at))
+
+    def advance(self, conn: Connection, cursor: Cursor, position: int, at: int) -> None:
+        """Move the cursor from ``cursor.position`` to ``position``, or raise StaleCursor."""
+        if cursor.updated_at == 0 and cursor.position == 0 and cursor.epoch == 0:
+            # First batch ever: create the row (a racing creator makes one of us stale).
+            upsert(
+                conn,
+                pipeline_cursors,
+                [{"name": cursor.name, "position": 0, "epoch": 0, "updated_at": 0}],
+                keys=("name",),
+                update=(),
+            )
+        result = conn.execute(
+            update(pipeline_cursors)
+            .where(
+                pipeline_cursors.c.name == cursor.name,
+                pipeline_cursors.c.position == cursor.position,
+                pipeline_cursors.c.epoch == cursor.epoch,
+            )
+            .values(position=position, updated_at=at)
+        )
+        if result.rowcount != 1:
+            raise StaleCursor(cursor.name)
+
+    def bump_epoch(self, conn: Connection, name: str, at: int, position: int | None = None) -> None:
+        """Tell the consumer its in-memory state is stale (optionally rewinding it)."""
+        upsert(
+            conn,
+            pipeline_cursors,
+            [{"name": name, "position": 0, "epoch": 0, "updated_at": at}],
+            keys=("name",),
+            update=(),
+        )
+        values: dict[str, object] = {
+            "epoch": pipeline_cursors.c.epoch + 1,
+            "updated_at": at,
+        }
+        if position is not None:
+            values["position"] = position
+        conn.execute(
+            update(pipeline_cursors).where(pipeline_cursors.c.name == name).values(**values)
+        )

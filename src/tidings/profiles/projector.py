@@ -1,0 +1,291 @@
+"""The profiles projector: applies batches of the events log to identities and profiles.
+
+For each event, in ``seq`` order:
+
+1. its identifiers are read (:func:`~tidings.identity.graph.extract_identifiers`); an event
+   carrying a suppressed identifier (a deleted person) is deleted from the log instead;
+2. the identity graph places them (merging profiles or recording a conflict);
+3. the event is normalized to the e-commerce spec, flagged where it breaks a validation rule,
+   and folded into its profile's derived state; the timeline indexes it under its anchor (its
+   highest-priority identifier) and identify calls add to the trait history.
+
+Merges combine the two profiles' states (the fold is order-independent, so the merged state
+equals folding both event sets); a late linking event that makes the graph replay a cluster
+rebuilds the cluster's profiles from their timelines. :meth:`Projector.prepare` does all of this
+in memory, reading but not writing; :meth:`Projector.write` commits the result and advances the
+cursor in one transaction. If the commit fails, :meth:`Projector.reset` drops the in-memory
+state (the graph is reloaded from ``identity_links``) and the batch is prepared again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Connection
+
+from tidings.collect.store import CollectStore, LogEvent
+from tidings.core.clock import from_ms
+from tidings.identity.graph import (
+    Conflict,
+    Identifier,
+    IdentityGraph,
+    IdentityRules,
+    LinkEvent,
+    Merge,
+    extract_identifiers,
+    profile_id,
+)
+from tidings.identity.store import IdentityStore, suppression_hash
+
+from .ecommerce import normalize
+from .state import ProfileState
+from .store import FlagRow, ProfileStore, TimelineRow, TraitRow
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "profiles"
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything one batch will write, prepared outside the transaction."""
+
+    first_seq: int
+    last_seq: int
+    received_at: list[int] = field(default_factory=list)
+    states: dict[str, ProfileState] = field(default_factory=dict)
+    deleted_profiles: set[str] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)
+    identities: dict[Identifier, tuple[str, int]] = field(default_factory=dict)
+    links: list[LinkEvent] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    replayed: list[frozenset[Identifier]] = field(default_factory=list)
+    timeline: list[TimelineRow] = field(default_factory=list)
+    traits: list[TraitRow] = field(default_factory=list)
+    flags: list[FlagRow] = field(default_factory=list)
+    suppressed: list[int] = field(default_factory=list)
+    # The batch's own events by anchor, for rebuilding a profile mid-batch.
+    applied: list[tuple[Identifier, dict[str, Any], int]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.received_at)
+
+
+class Projector:
+    def __init__(
+        self,
+        rules: IdentityRules,
+        collect: CollectStore,
+        identity: IdentityStore,
+        profiles: ProfileStore,
+    ) -> None:
+        self.rules = rules
+        self.collect = collect
+        self.identity = identity
+        self.profiles = profiles
+        self.graph = IdentityGraph(rules)
+        self.suppressed: set[str] = set()
+        # identifier → profile id as last committed to ``identities``, to skip rewriting it.
+        self.known: dict[Identifier, str] = {}
+        self.loaded = False
+
+    # -- in-memory state -----------------------------------------------------------------------
+    def reset(self) -> None:
+        self.loaded = False
+        self.known.clear()
+
+    def committed(self, plan: Plan) -> None:
+        """The plan's transaction committed: remember what ``identities`` now holds."""
+        for identifier, (pid, _) in plan.identities.items():
+            self.known[identifier] = pid
+
+    def load(self) -> None:
+        """Rebuild the graph from the stored linking events and read the suppressions."""
+        graph = IdentityGraph(self.rules)
+        for message_id, ts, pairs in self.identity.links():
+            ids = tuple(Identifier(t, v) for t, v in pairs)
+            graph.apply(LinkEvent(message_id, from_ms(ts), ids))
+        self.graph = graph
+        self.suppressed = self.identity.suppressed_hashes()
+        self.loaded = True
+
+    # -- preparing a batch ---------------------------------------------------------------------
+    def prepare(self, events: Sequence[LogEvent]) -> Plan:
+        if not self.loaded:
+            self.load()
+        plan = Plan(first_seq=events[0].seq, last_seq=events[-1].seq)
+        parsed: list[tuple[LogEvent, dict[str, Any], list[Identifier]]] = []
+        for ev in events:
+            plan.received_at.append(ev.received_at)
+            try:
+                message = orjson.loads(ev.payload)
+            except orjson.JSONDecodeError:  # never stored that way; skip rather than stall
+                log.error("event seq %d has an unreadable payload; skipped", ev.seq)
+                continue
+            ids = extract_identifiers(message, self.rules)
+            if self.suppressed and any(suppression_hash(i) in self.suppressed for i in ids):
+                plan.suppressed.append(ev.seq)
+                continue
+            parsed.append((ev, message, ids))
+        self._prefetch(plan, parsed)
+        for ev, message, ids in parsed:
+            self._apply(plan, ev, message, ids)
+        plan.identities = {
+            i: (pid, ts) for i, (pid, ts) in plan.identities.items() if self.known.get(i) != pid
+        }
+        if plan.replayed:
+            replayed = set().union(*plan.replayed)
+            plan.merges = [m for m in plan.merges if m.linked[0] not in replayed]
+            plan.conflicts = [c for c in plan.conflicts if c.identifiers[0] not in replayed]
+        return plan
+
+    def _prefetch(
+        self, plan: Plan, parsed: list[tuple[LogEvent, dict[str, Any], list[Identifier]]]
+    ) -> None:
+        wanted: set[str] = set()
+        for _, _, ids in parsed:
+            for identifier in ids:
+                if not self.rules.is_blocked(identifier):
+                    wanted.add(self.graph.profile_of(identifier) or profile_id(identifier))
+                    break
+        loaded = self.profiles.states(sorted(wanted))
+        for pid in wanted:
+            plan.states[pid] = loaded.get(pid) or ProfileState.empty()
+
+    def _state(self, plan: Plan, pid: str) -> ProfileState:
+        state = plan.states.get(pid)
+        if state is None:
+            if pid in plan.deleted_profiles:
+                state = ProfileState.empty()
+            else:
+                state = self.profiles.states([pid]).get(pid) or ProfileState.empty()
+            plan.states[pid] = state
+        return state
+
+    def _apply(
+        self, plan: Plan, ev: LogEvent, message: dict[str, Any], ids: list[Identifier]
+    ) -> None:
+        link = LinkEvent(ev.message_id, from_ms(ev.timestamp), tuple(ids))
+        old: dict[Identifier, str] = {}
+        usable = [i for i in ids if not self.rules.is_blocked(i)]
+        if len(usable) >= 2:
+            for identifier in usable:
+                known = self.graph.profile_of(identifier)
+                if known is not None:
+                    old[identifier] = known
+        resolution = self.graph.apply(link)
+        normalized = normalize(message)
+        for flag in normalized.flags:
+            plan.flags.append((ev.seq, ev.source_id, flag.code, flag.field, flag.message))
+        pid = resolution.profile_id
+        if pid is None:
+            return
+        anchor = usable[0]
+        if len(usable) >= 2 and not resolution.duplicate:
+            plan.links.append(link)
+        if resolution.replayed:
+            self._rebuild(plan, resolution.affected, ev.timestamp)
+        else:
+            for merge in resolution.merges:
+                a, b = merge.profiles
+                merged = self._state(plan, a).merge(self._state(plan, b))
+                for gone in (a, b):
+                    if gone != merge.into:
+                        plan.states.pop(gone, None)
+                        plan.deleted_profiles.add(gone)
+                plan.states[merge.into] = merged
+                plan.dirty.add(merge.into)
+                plan.deleted_profiles.discard(merge.into)
+            plan.merges.extend(resolution.merges)
+            plan.conflicts.extend(resolution.conflicts)
+        for identifier in resolution.affected:
+            now_in = self.graph.profile_of(identifier)
+            if now_in is not None and old.get(identifier) != now_in:
+                plan.identities[identifier] = (now_in, ev.timestamp)
+        for identifier in usable:
+            if identifier not in plan.identities and identifier not in old:
+                # Seen before or not, writing it is idempotent (first_seen is kept).
+                plan.identities[identifier] = (
+                    self.graph.profile_of(identifier) or pid,
+                    ev.timestamp,
+                )
+        state = self._state(plan, pid)
+        plan.dirty.add(pid)
+        state.apply(message, normalized, ev.timestamp)
+        if message.get("type") == "identify":
+            # The history keeps every write, late ones included; the state keeps the winner.
+            for key, value in _identify_traits(message).items():
+                plan.traits.append((ev.seq, key[:200], orjson.dumps(value).decode(), ev.timestamp))
+        plan.timeline.append((anchor.type, anchor.value, ev.seq))
+        plan.applied.append((anchor, message, ev.timestamp))
+
+    def _rebuild(self, plan: Plan, cluster: frozenset[Identifier], at: int) -> None:
+        """The graph replayed ``cluster``: recompute its profiles from their timelines."""
+        plan.replayed.append(cluster)
+        before = self.identity.profiles_of(sorted(cluster))
+        before.update({i: p for i, (p, _) in plan.identities.items() if i in cluster})
+        after: dict[str, set[Identifier]] = {}
+        for identifier in cluster:
+            pid = self.graph.profile_of(identifier)
+            if pid is not None:
+                after.setdefault(pid, set()).add(identifier)
+                plan.identities[identifier] = (pid, at)
+        for gone in set(before.values()) - set(after):
+            plan.states.pop(gone, None)
+            plan.deleted_profiles.add(gone)
+        for pid, members in after.items():
+            plan.states[pid] = self._fold(plan, members)
+            plan.dirty.add(pid)
+            plan.deleted_profiles.discard(pid)
+
+    def _fold(self, plan: Plan, members: set[Identifier]) -> ProfileState:
+        state = ProfileState.empty()
+        stored = self.collect.get_events(self.profiles.timeline_seqs(sorted(members)))
+        for ev in stored:
+            message = orjson.loads(ev.payload)
+            state.apply(message, normalize(message), ev.timestamp)
+        for anchor, message, ts in plan.applied:
+            if anchor in members:
+                state.apply(message, normalize(message), ts)
+        return state
+
+    # -- writing a batch -----------------------------------------------------------------------
+    def write(self, conn: Connection, plan: Plan, at: int) -> None:
+        """Commit ``plan`` (the caller's transaction also advances the cursor)."""
+        if plan.suppressed:
+            self.collect.delete_events_in(conn, plan.suppressed)
+        if plan.identities:
+            self.identity.set_profiles(
+                conn, [(i, pid, ts) for i, (pid, ts) in plan.identities.items()]
+            )
+        if plan.links:
+            self.identity.add_links(conn, plan.links)
+        for cluster in plan.replayed:
+            merges: list[Merge] = []
+            conflicts: list[Conflict] = []
+            for pid in {self.graph.profile_of(i) for i in cluster} - {None}:
+                merges.extend(self.graph.merges_of(str(pid)))
+            conflicts.extend(c for c in self.graph.conflicts if c.identifiers[0] in cluster)
+            self.identity.replace_explanations(conn, sorted(cluster), merges, conflicts)
+        self.identity.add_explanations(conn, plan.merges, plan.conflicts)
+        if plan.deleted_profiles:
+            self.profiles.delete_states(conn, sorted(plan.deleted_profiles))
+        dirty = {pid: plan.states[pid] for pid in plan.dirty if pid in plan.states}
+        self.profiles.save_states(conn, dirty, at)
+        self.profiles.add_rows(conn, plan.timeline, plan.traits, plan.flags)
+
+
+def _identify_traits(message: dict[str, Any]) -> dict[str, Any]:
+    traits: dict[str, Any] = {}
+    context = message.get("context")
+    if isinstance(context, dict) and isinstance(context.get("traits"), dict):
+        traits.update(context["traits"])
+    if isinstance(message.get("traits"), dict):
+        traits.update(message["traits"])
+    return traits
