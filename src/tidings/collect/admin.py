@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from tidings.core.clock import from_ms, iso
 from tidings.core.deps import AdminDep
+from tidings.core.schemas import ErrorResponse
 
-from .schemas import ErrorResponse
 from .store import SourceRecord
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {

@@ -14,8 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from tidings.core.deps import container_of
 from tidings.core.errors import NotFound, Unauthorized
-
-from .schemas import ErrorResponse
+from tidings.core.schemas import ErrorResponse
 
 BUNDLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.js$")
 _ERRORS: dict[int | str, dict[str, Any]] = {

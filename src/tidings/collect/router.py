@@ -10,10 +10,11 @@ from fastapi.responses import Response
 
 from tidings.core.deps import container_of
 from tidings.core.http import client_ip, parse_json_object, read_body
+from tidings.core.schemas import ErrorResponse
 
 from .messages import TYPES
 from .pixel import PIXEL_HEADERS, TRANSPARENT_GIF
-from .schemas import DOC_MODELS, MESSAGE_MODELS, ErrorResponse, IngestResponse
+from .schemas import DOC_MODELS, MESSAGE_MODELS, IngestResponse
 from .service import RequestFacts
 
 SUCCESS = b'{"success":true}'

@@ -86,13 +86,6 @@ class IngestResponse(BaseModel):
     )
 
 
-class ErrorResponse(BaseModel):
-    success: Literal[False] = False
-    code: str = Field(..., examples=["invalid_write_key"])
-    message: str
-    field: str | None = None
-
-
 MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "track": TrackMessage,
     "identify": IdentifyMessage,

@@ -78,7 +78,7 @@ identity_merges = Table(
     Column("linked_value", _Id, nullable=False),
     Column("profile_a", String(40), nullable=False),
     Column("profile_b", String(40), nullable=False),
-    Column("into", String(40), nullable=False),
+    Column("into_profile", String(40), nullable=False),
     Index("ix_identity_merges_anchor", "anchor_type", "anchor_value"),
     Index("ix_identity_merges_linked", "linked_type", "linked_value"),
 )
@@ -272,7 +272,7 @@ class IdentityStore:
                         "linked_value": m.linked[1].value,
                         "profile_a": m.profiles[0],
                         "profile_b": m.profiles[1],
-                        "into": m.into,
+                        "into_profile": m.into,
                     }
                     for m in merges
                 ],

@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from tidings.core.deps import AdminDep
+from tidings.core.schemas import UNAUTHORIZED
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(tags=["pipeline"])
+    router = APIRouter(tags=["pipeline"], responses=UNAUTHORIZED)
 
     @router.get("/v1/pipeline/status", summary="Cursor, backlog, throughput and lag")
     def status(c: AdminDep) -> dict[str, Any]:

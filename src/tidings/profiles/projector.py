@@ -64,7 +64,7 @@ class Plan:
     links: list[LinkEvent] = field(default_factory=list)
     merges: list[Merge] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
-    replayed: list[frozenset[Identifier]] = field(default_factory=list)
+    replayed: set[Identifier] = field(default_factory=set)
     timeline: list[TimelineRow] = field(default_factory=list)
     traits: list[TraitRow] = field(default_factory=list)
     flags: list[FlagRow] = field(default_factory=list)
@@ -140,7 +140,7 @@ class Projector:
             i: (pid, ts) for i, (pid, ts) in plan.identities.items() if self.known.get(i) != pid
         }
         if plan.replayed:
-            replayed = set().union(*plan.replayed)
+            replayed = plan.replayed
             plan.merges = [m for m in plan.merges if m.linked[0] not in replayed]
             plan.conflicts = [c for c in plan.conflicts if c.identifiers[0] not in replayed]
         return plan
@@ -225,24 +225,65 @@ class Projector:
         plan.timeline.append((anchor.type, anchor.value, ev.seq))
         plan.applied.append((anchor, message, ev.timestamp))
 
+    def _current(self, plan: Plan, ids: Sequence[Identifier]) -> dict[Identifier, str]:
+        """Where identifiers were before this step: this batch's writes, else the table."""
+        found: dict[Identifier, str] = {}
+        missing = []
+        for identifier in ids:
+            pending = plan.identities.get(identifier)
+            if pending is not None:
+                found[identifier] = pending[0]
+            elif identifier in self.known:
+                found[identifier] = self.known[identifier]
+            else:
+                missing.append(identifier)
+        if missing:
+            found.update(self.identity.profiles_of(missing))
+        return found
+
     def _rebuild(self, plan: Plan, cluster: frozenset[Identifier], at: int) -> None:
-        """The graph replayed ``cluster``: recompute its profiles from their timelines."""
-        plan.replayed.append(cluster)
-        before = self.identity.profiles_of(sorted(cluster))
-        before.update({i: p for i, (p, _) in plan.identities.items() if i in cluster})
-        after: dict[str, set[Identifier]] = {}
+        """The graph replayed ``cluster`` (a late linking event): bring its profiles in line.
+
+        Usually the replay changes nothing (the late event linked identifiers already
+        together) or only merges whole profiles; their states are then merged, which is exact.
+        Only a split (an identifier leaving its old profile) refolds the new profiles from
+        their timelines.
+        """
+        plan.replayed |= cluster
+        before = self._current(plan, sorted(cluster))
+        after: dict[Identifier, str] = {}
         for identifier in cluster:
             pid = self.graph.profile_of(identifier)
             if pid is not None:
-                after.setdefault(pid, set()).add(identifier)
-                plan.identities[identifier] = (pid, at)
-        for gone in set(before.values()) - set(after):
+                after[identifier] = pid
+                if before.get(identifier) != pid:
+                    plan.identities[identifier] = (pid, at)
+        old_to_new: dict[str, set[str]] = {}
+        new_to_old: dict[str, set[str]] = {}
+        for identifier, new in after.items():
+            old = before.get(identifier)
+            if old is not None:
+                old_to_new.setdefault(old, set()).add(new)
+                new_to_old.setdefault(new, set()).add(old)
+        split = any(len(news) > 1 for news in old_to_new.values())
+        # Read every old state before writing any new one (an id can be both).
+        old_states = {} if split else {old: self._state(plan, old) for old in old_to_new}
+        for gone in set(old_to_new) - set(new_to_old):
             plan.states.pop(gone, None)
             plan.deleted_profiles.add(gone)
-        for pid, members in after.items():
-            plan.states[pid] = self._fold(plan, members)
-            plan.dirty.add(pid)
-            plan.deleted_profiles.discard(pid)
+        for new, olds in new_to_old.items():
+            if olds == {new} and not split:
+                continue
+            if split:
+                state = self._fold(plan, {i for i, p in after.items() if p == new})
+            else:
+                parts = [old_states[old] for old in sorted(olds)]
+                state = parts[0]
+                for part in parts[1:]:
+                    state = state.merge(part)
+            plan.states[new] = state
+            plan.dirty.add(new)
+            plan.deleted_profiles.discard(new)
 
     def _fold(self, plan: Plan, members: set[Identifier]) -> ProfileState:
         state = ProfileState.empty()
@@ -266,12 +307,12 @@ class Projector:
             )
         if plan.links:
             self.identity.add_links(conn, plan.links)
-        for cluster in plan.replayed:
+        if plan.replayed:
+            cluster = plan.replayed
             merges: list[Merge] = []
-            conflicts: list[Conflict] = []
             for pid in {self.graph.profile_of(i) for i in cluster} - {None}:
                 merges.extend(self.graph.merges_of(str(pid)))
-            conflicts.extend(c for c in self.graph.conflicts if c.identifiers[0] in cluster)
+            conflicts = [c for c in self.graph.conflicts if c.identifiers[0] in cluster]
             self.identity.replace_explanations(conn, sorted(cluster), merges, conflicts)
         self.identity.add_explanations(conn, plan.merges, plan.conflicts)
         if plan.deleted_profiles:

@@ -8,6 +8,13 @@ from fastapi import APIRouter, Query
 
 from tidings.core.deps import AdminDep
 from tidings.core.errors import TidingsError
+from tidings.core.schemas import UNAUTHORIZED, error
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    **UNAUTHORIZED,
+    400: error("A malformed profile address or an unknown id type"),
+    404: error("No profile holds this identifier"),
+}
 
 _ID_DOC = (
     "`{id_type}:{value}`: `user_id:u_42`, `anonymous_id:…`, `email:ada@example.com`, a "
@@ -16,7 +23,7 @@ _ID_DOC = (
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(tags=["profiles"])
+    router = APIRouter(tags=["profiles"], responses=RESPONSES)
 
     @router.get("/v1/profiles/{id}", summary="A profile: identities, traits, derived state")
     def get_profile(id: str, c: AdminDep) -> dict[str, Any]:

@@ -215,7 +215,7 @@ class ProfileService:
                     "identifier": {"type": m["anchor_type"], "value": m["anchor_value"]},
                     "linked": {"type": m["linked_type"], "value": m["linked_value"]},
                     "profiles": [m["profile_a"], m["profile_b"]],
-                    "into": m["into"],
+                    "into": m["into_profile"],
                     "explanation": (
                         f"event {m['message_id']} carried {m['anchor_type']} "
                         f"{m['anchor_value']!r} and {m['linked_type']} {m['linked_value']!r}, "

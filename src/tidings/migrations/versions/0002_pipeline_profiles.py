@@ -57,7 +57,7 @@ def upgrade() -> None:
         sa.Column("linked_value", sa.String(500), nullable=False),
         sa.Column("profile_a", sa.String(40), nullable=False),
         sa.Column("profile_b", sa.String(40), nullable=False),
-        sa.Column("into", sa.String(40), nullable=False),
+        sa.Column("into_profile", sa.String(40), nullable=False),
     )
     op.create_index("ix_identity_merges_anchor", "identity_merges", ["anchor_type", "anchor_value"])
     op.create_index("ix_identity_merges_linked", "identity_merges", ["linked_type", "linked_value"])
