@@ -122,6 +122,39 @@ def upsert(
     conn.execute(stmt, list(rows))
 
 
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    on_conflict: str = "",
+) -> None:
+    """Insert many rows through the driver: SQLAlchemy's per-row parameter processing costs
+    more than the insert itself on hot paths. ``on_conflict`` is the SQL after VALUES (the
+    same text works on SQLite and PostgreSQL, e.g. ``ON CONFLICT (k) DO NOTHING``).
+
+    On SQLite, rows go in as multi-row ``INSERT``s (one GIL round-trip per statement instead
+    of per row, see ``CollectStore``); on PostgreSQL as psycopg's pipelined ``executemany``.
+    """
+    if not rows:
+        return
+    cols = ", ".join(columns)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conn.dialect.name == "sqlite":
+            one = "(" + ", ".join("?" * len(columns)) + ")"
+            per = max(1, min(500, 30_000 // len(columns)))
+            for part in chunks(rows, per):
+                sql = f"INSERT INTO {table.name} ({cols}) VALUES {', '.join([one] * len(part))}"
+                cursor.execute(f"{sql} {on_conflict}", [v for row in part for v in row])
+        else:
+            marks = ", ".join(["%s"] * len(columns))
+            sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {on_conflict}"
+            cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in slices of at most ``size`` (to stay under bound-parameter limits)."""
     for start in range(0, len(items), size):

@@ -174,20 +174,27 @@ def extract_identifiers(message: Mapping[str, Any], rules: IdentityRules) -> lis
     of ``rules.external``. Blocked values are *included*: :meth:`IdentityGraph.apply` drops them
     and says so. Fields of the wrong shape are skipped, never an error.
     """
+    # The pipeline calls this for every event: the common shapes (string ids, no external
+    # ids) take the short paths.
     found: list[Identifier] = []
-
-    def add(type_: str, raw: Any, *, lowercase: bool = False) -> None:
-        text = _text(raw)
+    user_id = message.get("userId")
+    if user_id is not None:
+        text = user_id if user_id.__class__ is str else _text(user_id)
         if text is not None:
-            found.append(Identifier(type_, text.strip().lower() if lowercase else text))
-
-    add(USER_ID, message.get("userId"))
-    add(ANONYMOUS_ID, message.get("anonymousId"))
+            found.append(Identifier(USER_ID, text))
+    anonymous_id = message.get("anonymousId")
+    if anonymous_id is not None:
+        text = anonymous_id if anonymous_id.__class__ is str else _text(anonymous_id)
+        if text is not None:
+            found.append(Identifier(ANONYMOUS_ID, text))
     if message.get("type") == "alias":
-        add(rules.previous_id_type, message.get("previousId"))
+        text = _text(message.get("previousId"))
+        if text is not None:
+            found.append(Identifier(rules.previous_id_type, text))
 
     context = message.get("context")
-    context = context if isinstance(context, Mapping) else {}
+    if not isinstance(context, Mapping):
+        context = {}
     trait_maps = [
         t for t in (message.get("traits"), context.get("traits")) if isinstance(t, Mapping)
     ]
@@ -195,6 +202,26 @@ def extract_identifiers(message: Mapping[str, Any], rules: IdentityRules) -> lis
         email = traits.get("email")
         if isinstance(email, str):
             found.append(Identifier(EMAIL, normalize_email(email)))
+
+    if rules.external:
+        _add_external(found, context, trait_maps, rules)
+    if len(found) < 2:
+        return found
+    if len(found) == 2 and rules.order_key(found[0]) < rules.order_key(found[1]):
+        return found
+    return list(rules.canonical(found))
+
+
+def _add_external(
+    found: list[Identifier],
+    context: Mapping[str, Any],
+    trait_maps: list[Mapping[str, Any]],
+    rules: IdentityRules,
+) -> None:
+    def add(type_: str, raw: Any, lowercase: bool) -> None:
+        text = _text(raw)
+        if text is not None:
+            found.append(Identifier(type_, text.strip().lower() if lowercase else text))
 
     external_ids = context.get("externalIds")
     entries = (
@@ -205,11 +232,10 @@ def extract_identifiers(message: Mapping[str, Any], rules: IdentityRules) -> lis
     for spec in rules.external:
         for traits in trait_maps:
             for key in spec.traits:
-                add(spec.type, traits.get(key), lowercase=spec.lowercase)
+                add(spec.type, traits.get(key), spec.lowercase)
         for entry in entries:
             if entry.get("type") in spec.external_ids:
-                add(spec.type, entry.get("id"), lowercase=spec.lowercase)
-    return list(rules.canonical(found))
+                add(spec.type, entry.get("id"), spec.lowercase)
 
 
 @dataclass(frozen=True, slots=True)

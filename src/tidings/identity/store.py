@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import chunks, metadata, upsert
+from tidings.core.db import chunks, insert_rows, metadata, upsert
 
 from .graph import Conflict, Identifier, LinkEvent, Merge
 
@@ -205,15 +205,12 @@ class IdentityStore:
     # -- writing (inside the caller's transaction) ---------------------------------------------
     def set_profiles(self, conn: Connection, rows: Sequence[tuple[Identifier, str, int]]) -> None:
         """Identifier → profile id (``first_seen`` is kept from the first write)."""
-        upsert(
+        insert_rows(
             conn,
             identities,
-            [
-                {"id_type": i.type, "id_value": i.value, "profile_id": p, "first_seen": at}
-                for i, p, at in rows
-            ],
-            keys=("id_type", "id_value"),
-            update=("profile_id",),
+            ("id_type", "id_value", "profile_id", "first_seen"),
+            [(i.type, i.value, p, at) for i, p, at in rows],
+            "ON CONFLICT (id_type, id_value) DO UPDATE SET profile_id = excluded.profile_id",
         )
 
     def add_links(self, conn: Connection, events: Sequence[LinkEvent]) -> None:

@@ -19,6 +19,7 @@ state (the graph is reloaded from ``identity_links``) and the batch is prepared 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class Projector:
         collect: CollectStore,
         identity: IdentityStore,
         profiles: ProfileStore,
+        cache_size: int = 50_000,
     ) -> None:
         self.rules = rules
         self.collect = collect
@@ -93,24 +95,58 @@ class Projector:
         self.suppressed: set[str] = set()
         # identifier → profile id as last committed to ``identities``, to skip rewriting it.
         self.known: dict[Identifier, str] = {}
+        # The earliest linking event seen for each set of identifiers: a later event with the
+        # same set cannot change the partition (profiles only grow in the canonical replay,
+        # so what was merged stays merged and what was refused stays refused), so it skips
+        # the graph. Signed-in traffic carries userId and anonymousId on every event; without
+        # this each of them would be a stored linking event.
+        self.first_link: dict[frozenset[Identifier], tuple[int, str]] = {}
+        # Profile states as last committed, so a batch need not re-read and re-parse them.
+        # Valid only while this projector is the one advancing the cursor (reset otherwise).
+        self.cache: dict[str, ProfileState] = {}
+        self.cache_size = cache_size
         self.loaded = False
 
     # -- in-memory state -----------------------------------------------------------------------
     def reset(self) -> None:
         self.loaded = False
         self.known.clear()
+        self.cache.clear()
 
     def committed(self, plan: Plan) -> None:
         """The plan's transaction committed: remember what ``identities`` now holds."""
         for identifier, (pid, _) in plan.identities.items():
             self.known[identifier] = pid
+        cache = self.cache
+        for pid in plan.deleted_profiles:
+            cache.pop(pid, None)
+        for pid in plan.dirty:
+            state = plan.states.get(pid)
+            if state is not None:
+                cache.pop(pid, None)  # re-insert: the newest go last, the oldest are evicted
+                cache[pid] = state
+        excess = len(cache) - self.cache_size
+        if excess > 0:
+            for pid in list(itertools.islice(cache, excess)):
+                del cache[pid]
+
+    def _load(self, pids: Sequence[str]) -> dict[str, ProfileState]:
+        """Committed states of ``pids`` (cache, then the table); absent ones are left out."""
+        found = {pid: self.cache[pid] for pid in pids if pid in self.cache}
+        missing = [pid for pid in pids if pid not in found]
+        if missing:
+            found.update(self.profiles.states(missing))
+        return found
 
     def load(self) -> None:
         """Rebuild the graph from the stored linking events and read the suppressions."""
         graph = IdentityGraph(self.rules)
+        self.first_link.clear()
         for message_id, ts, pairs in self.identity.links():
             ids = tuple(Identifier(t, v) for t, v in pairs)
             graph.apply(LinkEvent(message_id, from_ms(ts), ids))
+            usable = frozenset(i for i in ids if not self.rules.is_blocked(i))
+            self._remember_link(usable, ts, message_id)
         self.graph = graph
         self.suppressed = self.identity.suppressed_hashes()
         self.loaded = True
@@ -148,13 +184,13 @@ class Projector:
     def _prefetch(
         self, plan: Plan, parsed: list[tuple[LogEvent, dict[str, Any], list[Identifier]]]
     ) -> None:
+        # Every identifier's current profile: the anchor's, and any a merge may pull in.
         wanted: set[str] = set()
+        profile_of = self.graph.profile_of
         for _, _, ids in parsed:
             for identifier in ids:
-                if not self.rules.is_blocked(identifier):
-                    wanted.add(self.graph.profile_of(identifier) or profile_id(identifier))
-                    break
-        loaded = self.profiles.states(sorted(wanted))
+                wanted.add(profile_of(identifier) or profile_id(identifier))
+        loaded = self._load(sorted(wanted))
         for pid in wanted:
             plan.states[pid] = loaded.get(pid) or ProfileState.empty()
 
@@ -164,29 +200,58 @@ class Projector:
             if pid in plan.deleted_profiles:
                 state = ProfileState.empty()
             else:
-                state = self.profiles.states([pid]).get(pid) or ProfileState.empty()
+                state = self._load([pid]).get(pid) or ProfileState.empty()
             plan.states[pid] = state
         return state
 
     def _apply(
         self, plan: Plan, ev: LogEvent, message: dict[str, Any], ids: list[Identifier]
     ) -> None:
-        link = LinkEvent(ev.message_id, from_ms(ev.timestamp), tuple(ids))
-        old: dict[Identifier, str] = {}
+        normalized = normalize(message)
+        for flag in normalized.flags:
+            plan.flags.append((ev.seq, ev.source_id, flag.code, flag.field, flag.message))
         usable = [i for i in ids if not self.rules.is_blocked(i)]
+        if not usable:
+            return
+        anchor = usable[0]
+        pid = self.graph.profile_of(anchor)
+        if len(usable) > 1 and pid is not None:
+            key = frozenset(usable)
+            first = self.first_link.get(key)
+            if first is None or (ev.timestamp, ev.message_id) < first:
+                pid = None  # a new or earlier link: the graph must see it
+        if pid is not None:
+            # The common case: one identifier the graph already knows; nothing to resolve.
+            if anchor not in plan.identities:
+                plan.identities[anchor] = (pid, ev.timestamp)
+        else:
+            pid = self._resolve(plan, ev, ids, usable)
+        state = self._state(plan, pid)
+        plan.dirty.add(pid)
+        state.apply(message, normalized, ev.timestamp)
+        if message.get("type") == "identify":
+            # The history keeps every write, late ones included; the state keeps the winner.
+            for key, value in _identify_traits(message).items():
+                plan.traits.append((ev.seq, key[:200], orjson.dumps(value).decode(), ev.timestamp))
+        plan.timeline.append((anchor.type, anchor.value, ev.seq))
+        plan.applied.append((anchor, message, ev.timestamp))
+
+    def _resolve(
+        self, plan: Plan, ev: LogEvent, ids: list[Identifier], usable: list[Identifier]
+    ) -> str:
+        """Place the event's identifiers in the graph; returns its profile id."""
+        link = LinkEvent(ev.message_id, from_ms(ev.timestamp), tuple(ids))
+        if len(usable) > 1:
+            self._remember_link(frozenset(usable), ev.timestamp, ev.message_id)
+        old: dict[Identifier, str] = {}
         if len(usable) >= 2:
             for identifier in usable:
                 known = self.graph.profile_of(identifier)
                 if known is not None:
                     old[identifier] = known
         resolution = self.graph.apply(link)
-        normalized = normalize(message)
-        for flag in normalized.flags:
-            plan.flags.append((ev.seq, ev.source_id, flag.code, flag.field, flag.message))
         pid = resolution.profile_id
-        if pid is None:
-            return
-        anchor = usable[0]
+        assert pid is not None  # usable is not empty
         if len(usable) >= 2 and not resolution.duplicate:
             plan.links.append(link)
         if resolution.replayed:
@@ -215,15 +280,12 @@ class Projector:
                     self.graph.profile_of(identifier) or pid,
                     ev.timestamp,
                 )
-        state = self._state(plan, pid)
-        plan.dirty.add(pid)
-        state.apply(message, normalized, ev.timestamp)
-        if message.get("type") == "identify":
-            # The history keeps every write, late ones included; the state keeps the winner.
-            for key, value in _identify_traits(message).items():
-                plan.traits.append((ev.seq, key[:200], orjson.dumps(value).decode(), ev.timestamp))
-        plan.timeline.append((anchor.type, anchor.value, ev.seq))
-        plan.applied.append((anchor, message, ev.timestamp))
+        return pid
+
+    def _remember_link(self, key: frozenset[Identifier], ts: int, message_id: str) -> None:
+        first = self.first_link.get(key)
+        if first is None or (ts, message_id) < first:
+            self.first_link[key] = (ts, message_id)
 
     def _current(self, plan: Plan, ids: Sequence[Identifier]) -> dict[Identifier, str]:
         """Where identifiers were before this step: this batch's writes, else the table."""

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import chunks, metadata, upsert
+from tidings.core.db import chunks, insert_rows, metadata
 from tidings.identity.graph import Identifier
 
 from .state import ProfileState
@@ -189,10 +189,13 @@ class ProfileStore:
     def save_states(self, conn: Connection, states: dict[str, ProfileState], at: int) -> None:
         rows = []
         for pid, state in states.items():
-            row = {"profile_id": pid, "state": state.to_json(), "updated_at": at}
-            row.update(state.columns())
-            rows.append(row)
-        upsert(conn, profiles, rows, keys=("profile_id",))
+            summary = state.columns()
+            rows.append((pid, state.to_json(), at, *(summary[c] for c in SUMMARY_COLUMNS)))
+        columns = ("profile_id", "state", "updated_at", *SUMMARY_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+        insert_rows(
+            conn, profiles, columns, rows, f"ON CONFLICT (profile_id) DO UPDATE SET {updates}"
+        )
 
     def delete_states(self, conn: Connection, profile_ids: Sequence[str]) -> int:
         deleted = 0
@@ -209,30 +212,17 @@ class ProfileStore:
         trait_rows: Sequence[TraitRow],
         flag_rows: Sequence[FlagRow],
     ) -> None:
-        if timeline_rows:
-            upsert(
-                conn,
-                timeline,
-                [{"id_type": t, "id_value": v, "seq": s} for t, v, s in timeline_rows],
-                keys=("id_type", "id_value", "seq"),
-                update=(),
-            )
-        if trait_rows:
-            upsert(
-                conn,
-                trait_history,
-                [{"seq": s, "key": k, "value": v, "timestamp": t} for s, k, v, t in trait_rows],
-                keys=("seq", "key"),
-                update=(),
-            )
-        if flag_rows:
-            conn.execute(
-                event_flags.insert(),
-                [
-                    {"seq": s, "source_id": src, "code": c, "field": f, "message": m}
-                    for s, src, c, f, m in flag_rows
-                ],
-            )
+        insert_rows(
+            conn, timeline, ("id_type", "id_value", "seq"), timeline_rows, "ON CONFLICT DO NOTHING"
+        )
+        insert_rows(
+            conn,
+            trait_history,
+            ("seq", "key", "value", "timestamp"),
+            trait_rows,
+            "ON CONFLICT DO NOTHING",
+        )
+        insert_rows(conn, event_flags, ("seq", "source_id", "code", "field", "message"), flag_rows)
 
     def forget_events(self, conn: Connection, seqs: Sequence[int]) -> None:
         """Drop the timeline, history and flags of these events (deleted or expired)."""
