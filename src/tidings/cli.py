@@ -26,6 +26,7 @@ from tidings.core.auth import TokenService
 from tidings.core.clock import SystemClock, from_ms, iso
 from tidings.core.db import Database
 from tidings.core.settings import Settings
+from tidings.simulate.cli import simulate_command
 
 if TYPE_CHECKING:
     from tidings.core.deps import Container
@@ -388,6 +389,9 @@ def demo(
         f"{base}/v1/sources/{creds['source_id']}/events/stream"
     )
     console.rule()
+
+
+app.command("simulate")(simulate_command)
 
 
 def main() -> None:
