@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ANALYTICS_NEXT := .cache/npm/node_modules/@segment/analytics-next
 export TIDINGS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run install test test-deps lint typecheck pytest bench-collect clean
+.PHONY: run install test test-deps lint typecheck pytest bench-collect bench-pipeline clean
 
 $(VENV)/.run-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ test: lint typecheck pytest
 
 bench-collect: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_collect.py
+
+## make bench-pipeline: 1M simulated events through identities and profiles (SQLite, PostgreSQL).
+bench-pipeline: $(VENV)/.test-installed
+	$(PY) benchmarks/bench_pipeline.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .cache var test-artifacts

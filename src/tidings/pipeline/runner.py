@@ -29,7 +29,7 @@ from .store import Cursor, CursorStore, StaleCursor
 
 log = logging.getLogger(__name__)
 
-LAG_SAMPLES = 20_000
+LAG_SAMPLES = 200_000
 
 
 @dataclass(frozen=True, slots=True)
