@@ -193,15 +193,15 @@ def extract_identifiers(message: Mapping[str, Any], rules: IdentityRules) -> lis
             found.append(Identifier(rules.previous_id_type, text))
 
     context = message.get("context")
-    if not isinstance(context, Mapping):
+    if context.__class__ is not dict and not isinstance(context, Mapping):
         context = {}
-    trait_maps = [
-        t for t in (message.get("traits"), context.get("traits")) if isinstance(t, Mapping)
-    ]
-    for traits in trait_maps:
-        email = traits.get("email")
-        if isinstance(email, str):
-            found.append(Identifier(EMAIL, normalize_email(email)))
+    trait_maps = []
+    for traits in (message.get("traits"), context.get("traits")):
+        if traits is not None and (traits.__class__ is dict or isinstance(traits, Mapping)):
+            trait_maps.append(traits)
+            email = traits.get("email")
+            if email.__class__ is str:
+                found.append(Identifier(EMAIL, normalize_email(email)))
 
     if rules.external:
         _add_external(found, context, trait_maps, rules)

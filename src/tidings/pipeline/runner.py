@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 LAG_SAMPLES = 200_000
 
 
+def _after(cursor: Cursor, plan: Plan) -> Cursor:
+    """The cursor as it will be once ``plan`` commits."""
+    return Cursor(cursor.name, plan.last_seq, cursor.epoch, max(cursor.updated_at, 1))
+
+
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     events: int
@@ -117,42 +122,77 @@ class Pipeline:
         self._wakeup: asyncio.Event | None = None
         self._prepare_thread: ThreadPoolExecutor | None = None
 
-    # -- one batch, synchronously (the worker, tests, rebuilds) ---------------------------------
+    # -- batches, synchronously (the worker, tests, rebuilds) ----------------------------------
     def step(self) -> BatchResult:
         """Apply the next batch if there is one; returns how many events were applied."""
         prepared = self._prepare()
         if prepared is None:
             return BatchResult(0, self._position or 0)
         cursor, plan = prepared
-        self._commit(cursor, plan)
+        try:
+            self._commit(cursor, plan)
+        except BaseException:
+            self._failed()
+            raise
         return BatchResult(plan.size, plan.last_seq)
 
     def drain(self, progress: Callable[[int], None] | None = None) -> int:
-        """Apply batches until caught up with the log; returns the number of events."""
-        total = 0
-        while True:
-            try:
-                result = self.step()
-            except StaleCursor:
-                continue
-            if result.events == 0:
-                return total
-            total += result.events
-            if progress is not None:
-                progress(result.events)
+        """Apply batches until caught up with the log; returns the number of events.
 
-    def _prepare(self) -> tuple[Cursor, Plan] | None:
-        cursor = self.cursors.get(CONSUMER)
-        if cursor.epoch != self._epoch or cursor.position != self._position:
-            # Someone else moved the cursor or rewrote derived state: start from the store.
-            self.projector.reset()
-            self._epoch, self._position = cursor.epoch, cursor.position
+        Each batch commits on a second thread while the next one is prepared here: the
+        commit spends most of its time in the database (the GIL is free), preparing in Python.
+        The next batch is prepared as if this one committed; if it does not, both are
+        dropped and the in-memory state is rebuilt from the store.
+        """
+        total = 0
+        prepared: tuple[Cursor, Plan] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="tidings-commit") as committer:
+            while True:
+                if prepared is None:
+                    prepared = self._prepare()
+                    if prepared is None:
+                        return total
+                cursor, plan = prepared
+                pending = committer.submit(self._commit, cursor, plan)
+                following: tuple[Cursor, Plan] | None = None
+                failed: BaseException | None = None
+                try:
+                    following = self._prepare(_after(cursor, plan))
+                except Exception as error:  # retried from the store once the commit is done
+                    failed = error
+                try:
+                    pending.result()
+                except StaleCursor:
+                    self._failed()
+                    prepared = None
+                    continue
+                except BaseException:
+                    self._failed()
+                    raise
+                total += plan.size
+                if progress is not None:
+                    progress(plan.size)
+                if failed is not None:
+                    log.warning("preparing the next batch failed (%s); retrying", failed)
+                    self._failed()
+                prepared = following
+
+    def _prepare(self, cursor: Cursor | None = None) -> tuple[Cursor, Plan] | None:
+        """The next batch after ``cursor`` (default: the stored cursor), prepared."""
+        if cursor is None:
+            cursor = self.cursors.get(CONSUMER)
+            if cursor.epoch != self._epoch or cursor.position != self._position:
+                # Someone else moved the cursor or rewrote derived state: start from the store.
+                self.projector.reset()
+                self._epoch, self._position = cursor.epoch, cursor.position
         batch = self.collect.read_log(cursor.position, self.batch_events)
         if not batch:
             return None
         return cursor, self.projector.prepare(batch)
 
     def _commit(self, cursor: Cursor, plan: Plan) -> None:
+        """Write the plan and advance the cursor in one transaction (the caller resets the
+        in-memory state if this raises)."""
         at = to_ms(self.clock.now())
         try:
             with self.db.engine.begin() as conn:
@@ -160,16 +200,13 @@ class Pipeline:
                 self.projector.write(conn, plan, at)
         except StaleCursor:
             self.stats.stale += 1
-            self.projector.reset()
-            self._epoch = self._position = None
-            raise
-        except BaseException:
-            self.projector.reset()
-            self._epoch = self._position = None
             raise
         self._position = plan.last_seq
-        self.projector.committed(plan)
         self.stats.record(plan, to_ms(self.clock.now()))
+
+    def _failed(self) -> None:
+        self.projector.reset()
+        self._epoch = self._position = None
 
     # -- as a service ----------------------------------------------------------------------------
     def run_forever(
@@ -181,18 +218,13 @@ class Pipeline:
                 stop.wait(1.0)
                 continue
             try:
-                result = self.step()
-            except StaleCursor:
-                continue
+                self.drain(on_batch)
             except Exception as error:  # keep running; the batch is retried
                 log.exception("pipeline batch failed; retrying")
                 self.stats.failed(error)
                 stop.wait(1.0)
                 continue
-            if on_batch is not None and result.events:
-                on_batch(result.events)
-            if result.events < self.batch_events:
-                stop.wait(self.poll_s)
+            stop.wait(self.poll_s)
         self.release()
 
     def _hold_lease(self) -> bool:
@@ -245,7 +277,11 @@ class Pipeline:
                     await self._sleep(self.poll_s)
                     continue
                 cursor, plan = prepared
-                await self.db.run_write(self._commit, cursor, plan)
+                try:
+                    await self.db.run_write(self._commit, cursor, plan)
+                except BaseException:
+                    self._failed()
+                    raise
             except StaleCursor:
                 continue
             except Exception as error:

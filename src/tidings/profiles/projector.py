@@ -44,7 +44,7 @@ from tidings.identity.store import IdentityStore, suppression_hash
 
 from .ecommerce import normalize
 from .state import ProfileState
-from .store import FlagRow, ProfileStore, TimelineRow, TraitRow
+from .store import FlagRow, ProfileStore, StateRow, TimelineRow, TraitRow
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,15 @@ class Plan:
     merges: list[Merge] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     replayed: set[Identifier] = field(default_factory=set)
+    replay_merges: list[Merge] = field(default_factory=list)
+    replay_conflicts: list[Conflict] = field(default_factory=list)
+    state_rows: list[StateRow] = field(default_factory=list)
     timeline: list[TimelineRow] = field(default_factory=list)
     traits: list[TraitRow] = field(default_factory=list)
     flags: list[FlagRow] = field(default_factory=list)
     suppressed: list[int] = field(default_factory=list)
     # The batch's own events by anchor, for rebuilding a profile mid-batch.
-    applied: list[tuple[Identifier, dict[str, Any], int]] = field(default_factory=list)
+    applied: list[tuple[int, Identifier, dict[str, Any], int]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -105,6 +108,9 @@ class Projector:
         # Valid only while this projector is the one advancing the cursor (reset otherwise).
         self.cache: dict[str, ProfileState] = {}
         self.cache_size = cache_size
+        # The events of the last prepared batch: it may still be committing while the next
+        # one is prepared, so a rebuild cannot find them in the timeline yet.
+        self.inflight: list[tuple[int, Identifier, dict[str, Any], int]] = []
         self.loaded = False
 
     # -- in-memory state -----------------------------------------------------------------------
@@ -112,11 +118,19 @@ class Projector:
         self.loaded = False
         self.known.clear()
         self.cache.clear()
+        self.inflight = []
 
-    def committed(self, plan: Plan) -> None:
-        """The plan's transaction committed: remember what ``identities`` now holds."""
+    def _remember(self, plan: Plan) -> None:
+        """What ``identities`` and ``profiles`` will hold once the plan commits: the next batch
+        can be prepared while this one commits. If the commit fails, :meth:`reset` drops it."""
         for identifier, (pid, _) in plan.identities.items():
             self.known[identifier] = pid
+        self.inflight = plan.applied
+        plan.state_rows = [
+            ProfileStore.state_row(pid, plan.states[pid])
+            for pid in plan.dirty
+            if pid in plan.states
+        ]
         cache = self.cache
         for pid in plan.deleted_profiles:
             cache.pop(pid, None)
@@ -179,6 +193,14 @@ class Projector:
             replayed = plan.replayed
             plan.merges = [m for m in plan.merges if m.linked[0] not in replayed]
             plan.conflicts = [c for c in plan.conflicts if c.identifiers[0] not in replayed]
+            # The replayed clusters' explanations as they now stand, taken here: the writer
+            # must not read the graph while the next batch is being prepared.
+            for pid in {self.graph.profile_of(i) for i in replayed} - {None}:
+                plan.replay_merges.extend(self.graph.merges_of(str(pid)))
+            plan.replay_conflicts = [
+                c for c in self.graph.conflicts if c.identifiers[0] in replayed
+            ]
+        self._remember(plan)
         return plan
 
     def _prefetch(
@@ -216,8 +238,8 @@ class Projector:
         anchor = usable[0]
         pid = self.graph.profile_of(anchor)
         if len(usable) > 1 and pid is not None:
-            key = frozenset(usable)
-            first = self.first_link.get(key)
+            link_ids = frozenset(usable)
+            first = self.first_link.get(link_ids)
             if first is None or (ev.timestamp, ev.message_id) < first:
                 pid = None  # a new or earlier link: the graph must see it
         if pid is not None:
@@ -234,7 +256,7 @@ class Projector:
             for key, value in _identify_traits(message).items():
                 plan.traits.append((ev.seq, key[:200], orjson.dumps(value).decode(), ev.timestamp))
         plan.timeline.append((anchor.type, anchor.value, ev.seq))
-        plan.applied.append((anchor, message, ev.timestamp))
+        plan.applied.append((ev.seq, anchor, message, ev.timestamp))
 
     def _resolve(
         self, plan: Plan, ev: LogEvent, ids: list[Identifier], usable: list[Identifier]
@@ -348,14 +370,18 @@ class Projector:
             plan.deleted_profiles.discard(new)
 
     def _fold(self, plan: Plan, members: set[Identifier]) -> ProfileState:
+        """Fold every event anchored on ``members``: committed ones, the previous batch's
+        (which may still be committing) and this batch's so far; each event once."""
+        events: dict[int, tuple[dict[str, Any], int]] = {}
+        for ev in self.collect.get_events(self.profiles.timeline_seqs(sorted(members))):
+            events[ev.seq] = (orjson.loads(ev.payload), ev.timestamp)
+        for applied in (self.inflight, plan.applied):
+            for seq, anchor, message, ts in applied:
+                if anchor in members:
+                    events[seq] = (message, ts)
         state = ProfileState.empty()
-        stored = self.collect.get_events(self.profiles.timeline_seqs(sorted(members)))
-        for ev in stored:
-            message = orjson.loads(ev.payload)
-            state.apply(message, normalize(message), ev.timestamp)
-        for anchor, message, ts in plan.applied:
-            if anchor in members:
-                state.apply(message, normalize(message), ts)
+        for message, ts in events.values():
+            state.apply(message, normalize(message), ts)
         return state
 
     # -- writing a batch -----------------------------------------------------------------------
@@ -370,17 +396,13 @@ class Projector:
         if plan.links:
             self.identity.add_links(conn, plan.links)
         if plan.replayed:
-            cluster = plan.replayed
-            merges: list[Merge] = []
-            for pid in {self.graph.profile_of(i) for i in cluster} - {None}:
-                merges.extend(self.graph.merges_of(str(pid)))
-            conflicts = [c for c in self.graph.conflicts if c.identifiers[0] in cluster]
-            self.identity.replace_explanations(conn, sorted(cluster), merges, conflicts)
+            self.identity.replace_explanations(
+                conn, sorted(plan.replayed), plan.replay_merges, plan.replay_conflicts
+            )
         self.identity.add_explanations(conn, plan.merges, plan.conflicts)
         if plan.deleted_profiles:
             self.profiles.delete_states(conn, sorted(plan.deleted_profiles))
-        dirty = {pid: plan.states[pid] for pid in plan.dirty if pid in plan.states}
-        self.profiles.save_states(conn, dirty, at)
+        self.profiles.save_states(conn, plan.state_rows, at)
         self.profiles.add_rows(conn, plan.timeline, plan.traits, plan.flags)
 
 

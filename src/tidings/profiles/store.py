@@ -101,6 +101,7 @@ SUMMARY_COLUMNS = (
 TimelineRow = tuple[str, str, int]  # (id_type, id_value, seq)
 TraitRow = tuple[int, str, str, int]  # (seq, key, value as JSON, timestamp ms)
 FlagRow = tuple[int, str, str, str, str]  # (seq, source_id, code, field, message)
+StateRow = tuple[Any, ...]  # (profile_id, state JSON, *SUMMARY_COLUMNS)
 
 
 def _pairs(ids: Sequence[Identifier]) -> list[tuple[str, str]]:
@@ -186,15 +187,22 @@ class ProfileStore:
             return {code: int(n) for code, n in conn.execute(query)}
 
     # -- writing (inside the caller's transaction) ---------------------------------------------
-    def save_states(self, conn: Connection, states: dict[str, ProfileState], at: int) -> None:
-        rows = []
-        for pid, state in states.items():
-            summary = state.columns()
-            rows.append((pid, state.to_json(), at, *(summary[c] for c in SUMMARY_COLUMNS)))
-        columns = ("profile_id", "state", "updated_at", *SUMMARY_COLUMNS)
+    @staticmethod
+    def state_row(profile_id: str, state: ProfileState) -> StateRow:
+        """A profile's row as it stands now (taken when a batch is prepared: the state object
+        goes on changing as the next batch is prepared while this one commits)."""
+        summary = state.columns()
+        return (profile_id, state.to_json(), *(summary[c] for c in SUMMARY_COLUMNS))
+
+    def save_states(self, conn: Connection, rows: Sequence[StateRow], at: int) -> None:
+        columns = ("profile_id", "state", *SUMMARY_COLUMNS, "updated_at")
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
         insert_rows(
-            conn, profiles, columns, rows, f"ON CONFLICT (profile_id) DO UPDATE SET {updates}"
+            conn,
+            profiles,
+            columns,
+            [(*row, at) for row in rows],
+            f"ON CONFLICT (profile_id) DO UPDATE SET {updates}",
         )
 
     def delete_states(self, conn: Connection, profile_ids: Sequence[str]) -> int:
