@@ -16,6 +16,10 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings import __version__
+from tidings.catalog import router as catalog_router
+from tidings.catalog.images import ImageCache
+from tidings.catalog.service import CatalogService
+from tidings.catalog.store import CatalogStore
 from tidings.collect import admin as collect_admin
 from tidings.collect import browser as collect_browser
 from tidings.collect import router as collect_router
@@ -76,6 +80,7 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
     rules = rules_from_settings(settings)
     identity = IdentityStore(db.engine)
     profile_store = ProfileStore(db.engine)
+    catalog_store = CatalogStore(db.engine)
     cursors = CursorStore(db.engine)
     pipeline = Pipeline(
         db,
@@ -101,6 +106,8 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         pipeline=pipeline,
         profiles=ProfileService(db, rules, store, identity, profile_store, cursors, clock),
         retention=Retention(db, store, profile_store, cursors, clock, settings.retention_days),
+        catalog=CatalogService(db, catalog_store, clock, cache_ttl_s=settings.catalog_cache_ttl_s),
+        images=ImageCache(settings),
     )
 
 
@@ -217,6 +224,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         collect_admin.build_router(),
         profiles_router.build_router(),
         pipeline_router.build_router(),
+        catalog_router.build_router(),
     ):
         _mount(app, router)
 

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tidings.catalog.cli import catalog_app
 from tidings.core import migrate as migrations
 from tidings.core.auth import TokenService
 from tidings.core.clock import SystemClock, from_ms, iso
@@ -40,6 +41,7 @@ pipeline_app = typer.Typer(no_args_is_help=True, help="The pipeline: events log 
 retention_app = typer.Typer(no_args_is_help=True, help="Purging expired events.")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(retention_app, name="retention")
+app.add_typer(catalog_app, name="catalog")
 console = Console()
 
 DbOption = Annotated[

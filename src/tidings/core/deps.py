@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from tidings.catalog.images import ImageCache
+from tidings.catalog.service import CatalogService
 from tidings.collect.debugger import Debugger
 from tidings.collect.ingest import IngestQueue
 from tidings.collect.service import CollectService
@@ -39,6 +41,8 @@ class Container:
     pipeline: Pipeline
     profiles: ProfileService
     retention: Retention
+    catalog: CatalogService
+    images: ImageCache
 
 
 def container_of(conn: HTTPConnection) -> Container:

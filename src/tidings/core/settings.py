@@ -77,6 +77,23 @@ class Settings(BaseSettings):
     # Retention: events (and rejections) received longer ago than this are purged.
     retention_days: int = Field(default=30, ge=1)
     retention_interval_s: float = 3600.0
+
+    # The catalog: feed imports, and the cache open-time renders read products through.
+    catalog_import_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    catalog_cache_ttl_s: float = 5.0
+    # Product images (catalog/images.py): fetched over HTTP, cached under data_dir/images.
+    images_allow_private: bool = Field(
+        default=False, description="Fetch images from private/loopback addresses too"
+    )
+    images_max_bytes: int = 5 * 1024 * 1024
+    images_max_pixels: int = 40_000_000
+    images_max_side: int = 4000
+    images_connect_timeout_s: float = 3.0
+    images_read_timeout_s: float = 5.0
+    images_total_timeout_s: float = 15.0
+    images_max_redirects: int = 3
+    images_failure_ttl_s: float = 60.0
+    images_memory_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
 
     @property
