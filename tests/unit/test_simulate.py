@@ -97,6 +97,9 @@ def test_the_same_seed_gives_the_same_stream_and_another_seed_another() -> None:
 def test_events_come_in_timestamp_order_with_unique_ids_from_the_seed(shop: Run) -> None:
     stamps = [e.timestamp_ms for e in shop.events]
     assert stamps == sorted(stamps)
+    keys = [(e.timestamp_ms, e.seq) for e in shop.events]
+    assert keys == sorted(keys)
+    assert len({e.seq for e in shop.events}) == len(shop.events)
     assert START.timestamp() * 1000 <= stamps[0]
     for n, e in enumerate(shop.events):
         assert e.message["messageId"] == f"sim-11-{n}"

@@ -158,7 +158,7 @@ class ShopperModel:
     bounce_rate: float = 0.4
     mean_product_views: float = 1.8
     add_to_cart: float = 0.16  # per product view
-    remove_from_cart: float = 0.12  # per visit with a cart
+    remove_from_cart: float = 0.1  # per visit with a cart
     view_cart: float = 0.55  # per visit with a cart
     checkout: float = 0.38  # per visit with a cart
     complete_checkout: float = 0.65  # per checkout started
@@ -188,13 +188,18 @@ class SimEvent(NamedTuple):
     messageId). It is the receiver's to change at the top level (the collection layer adds
     ``receivedAt``); its nested dicts may be shared with other messages of the same page view
     (``context``) and must be replaced, not changed. ``timestamp_ms`` is the timestamp as epoch
-    milliseconds. A named tuple, not a dataclass: a million of them are made per benchmark
-    run.
+    milliseconds; ``seq`` the order in which events were made, which breaks ties: a stream is
+    sorted by ``(timestamp_ms, seq)``. A named tuple, not a dataclass: a million of them are
+    made per benchmark run, and each is also the entry of the heap that orders them.
     """
 
+    timestamp_ms: int
+    seq: int
     message: dict[str, Any]
     person_id: str
-    timestamp_ms: int
+
+
+_new_tuple = tuple.__new__  # SimEvent(...) without the Python-level __new__ of a NamedTuple
 
 
 class _Device:
@@ -316,7 +321,7 @@ class _Engine:
         self.calendar: dict[int, list[tuple[int, int, int, Any, Any]]] = {}
         self.today: list[tuple[int, int, int, Any, Any]] = []  # the current minute's heap
         self.minute = -1 << 62  # the current minute (none before the run)
-        self.pending: list[tuple[int, int, dict[str, Any], str]] = []
+        self.pending: list[SimEvent] = []  # made, not yet released: a heap
         self.tick = itertools.count(1).__next__  # tie-breaker of both heaps: arrival order
         self.emitted = 0
         self.checkouts = 0
@@ -338,8 +343,7 @@ class _Engine:
 
     # -- people -------------------------------------------------------------------------------
     def _person(self, index: int) -> _Person:
-        rng, m = self.rng, self.model
-        random, gauss = rng.random, rng.gauss
+        m, random, gauss = self.model, self.random, self.rng.gauss
         first = FIRST_NAMES[int(random() * len(FIRST_NAMES))]
         last = LAST_NAMES[int(random() * len(LAST_NAMES))]
         domain = EMAIL_DOMAINS[int(random() * len(EMAIL_DOMAINS))]
@@ -348,24 +352,27 @@ class _Engine:
         categories = self.shop.categories
         favorite = categories[int(random() * len(categories))]
         second = categories[int(random() * len(categories))]
+        # Positional, in _Person's field order (a hundred thousand people per benchmark).
         return _Person(
-            person_id=f"person-{index}",
-            first_name=first,
-            last_name=last,
-            email=f"{local}.{self.run_tag}{index}@{domain}",
-            user_id=f"cust_{self.run_tag}{index:06d}",
-            timezone=zone,
-            offset_h=offset_h,
-            share_timezone=random() < m.timezone_trait,
-            favorites=(favorite,) if random() < 0.6 or second == favorite else (favorite, second),
+            f"person-{index}",
+            first,
+            last,
+            f"{local}.{self.run_tag}{index}@{domain}",
+            f"cust_{self.run_tag}{index:06d}",
+            zone,
+            offset_h,
+            random() < m.timezone_trait,
+            (favorite,) if random() < 0.6 or second == favorite else (favorite, second),
             # Intent and engagement are skewed: most people browse, a few buy a lot.
-            intent=min(exp(0.6 * gauss(0.0, 1.0)), 4.0),
-            engagement=min(exp(0.5 * gauss(0.0, 1.0)), 3.0),
-            churn=min(max(m.mean_churn * 2 * random(), 0.02), 0.95),
-            return_days=m.mean_return_days * exp(0.5 * gauss(0.0, 1.0)),
-            multi_device=random() < m.second_device_share,
-            subscribed=random() < m.subscribed_share,
-            apple_mail=random() < m.apple_mail_share,
+            min(exp(0.6 * gauss(0.0, 1.0)), 4.0),
+            min(exp(0.5 * gauss(0.0, 1.0)), 3.0),
+            min(max(m.mean_churn * 2 * random(), 0.02), 0.95),
+            m.mean_return_days * exp(0.5 * gauss(0.0, 1.0)),
+            random() < m.second_device_share,
+            random() < m.subscribed_share,
+            random() < m.apple_mail_share,
+            [],
+            [],
         )
 
     def _new_device(self, p: _Person, other_than: str | None = None) -> _Device:
@@ -406,7 +413,6 @@ class _Engine:
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> Iterator[SimEvent]:
         calendar, pending = self.calendar, self.pending
-        new = tuple.__new__  # SimEvent(...) without the Python-level __new__ of a NamedTuple
         prefix = f"sim-{self.seed}-"
         # ISO 8601 text from tables ("SS.mmmZ" for every millisecond of a minute, "HH:MM:" for
         # every minute of a day, dates as met): formatting each instant was the costliest step.
@@ -431,7 +437,8 @@ class _Engine:
                 else:
                     kind, until = -1, (minute + 1) * MINUTE - 1 if minute <= last else 1 << 62
                 while pending and pending[0][0] <= until:
-                    ts, _, msg, pid = heappop(pending)
+                    event = heappop(pending)
+                    ts, msg = event[0], event[2]
                     minute_of, rest = divmod(ts, MINUTE)
                     if minute_of != last_minute:  # events come in order: a minute at a time
                         last_minute = minute_of
@@ -445,7 +452,7 @@ class _Engine:
                     msg["timestamp"] = text + seconds[rest]
                     msg["messageId"] = f"{prefix}{n}"
                     n += 1
-                    yield new(SimEvent, (msg, pid, ts))
+                    yield event
                 self.emitted = n
                 if kind == _VISIT:
                     visit(person, until, arg)
@@ -522,7 +529,7 @@ class _Engine:
             }
         if category is not None:
             msg["category"] = category
-        heappush(self.pending, (at, self.tick(), msg, p.person_id))
+        heappush(self.pending, _new_tuple(SimEvent, (at, self.tick(), msg, p.person_id)))
         return ctx
 
     def _track(
@@ -556,25 +563,25 @@ class _Engine:
                 "timestamp": "",
                 "messageId": "",
             }
-        heappush(self.pending, (at, self.tick(), msg, p.person_id))
+        heappush(self.pending, _new_tuple(SimEvent, (at, self.tick(), msg, p.person_id)))
 
     def _push(self, at: int, msg: dict[str, Any], p: _Person) -> None:
-        heappush(self.pending, (at, self.tick(), msg, p.person_id))
+        heappush(self.pending, _new_tuple(SimEvent, (at, self.tick(), msg, p.person_id)))
 
     def _product(self, product: CatalogProduct, **extra: Any) -> dict[str, Any]:
         """A product's event properties, now and then as imperfect as real sites send them."""
-        props = self.shop.properties[product.product_id].copy()
-        if extra:
-            props.update(extra)
+        base = self.shop.properties[product.product_id]
         random = self.random
-        if random() < self.model.messy_rate:
-            flaw = random()
-            if flaw < 0.4:
-                props["price"] = f"${product.current_price:.2f}"
-            elif flaw < 0.7:
-                del props["product_id"]
-            else:
-                del props["url"]
+        if random() >= self.model.messy_rate:
+            return {**base, **extra} if extra else base  # read-only, like every nested dict
+        props = {**base, **extra}
+        flaw = random()
+        if flaw < 0.4:
+            props["price"] = f"${product.current_price:.2f}"
+        elif flaw < 0.7:
+            del props["product_id"]
+        else:
+            del props["url"]
         return props
 
     def _identify(
@@ -737,13 +744,13 @@ class _Engine:
                 t = self._identify(p, d, t + 5000, ctx, "Signed In")
             elif not p.known and random() < m.sign_up:
                 t = self._identify(p, d, t + 20000, ctx, "Signed Up")
-        if not p.cart:
-            return t
-        if len(p.cart) > 1 and random() < m.remove_from_cart:
+        if p.cart and random() < m.remove_from_cart:
             product, qty = p.cart.pop(int(random() * len(p.cart)))
             t += wait(4000, 10000)
             props = self._product(product, quantity=qty, cart_id=p.cart_id)
             track(p, d, t, "Product Removed", props, ctx)
+        if not p.cart:
+            return t
         cart_url = f"{SHOP_URL}/cart"
         if from_cart_email or random() < m.view_cart:
             t += wait(3000, 8000)
