@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from tidings.core.clock import to_ms
 from tidings.core.db import chunks, insert_rows, metadata, upsert
 
 from .graph import Conflict, Identifier, LinkEvent, Merge
@@ -122,6 +124,26 @@ def link_key(event: LinkEvent) -> str:
     pairs = [list(i) for i in event.identifiers]
     text = orjson.dumps([event.message_id, event.timestamp.isoformat(), pairs])
     return hashlib.sha256(text).hexdigest()
+
+
+def _explained(
+    message_id: str,
+    moment: datetime,
+    ids: tuple[Identifier, Identifier],
+    profiles: tuple[str, str],
+    second: str,
+) -> dict[str, Any]:
+    """The columns merges and conflicts share: the event, its two identifiers, the profiles."""
+    return {
+        "message_id": message_id,
+        "timestamp": to_ms(moment),
+        "anchor_type": ids[0].type,
+        "anchor_value": ids[0].value,
+        f"{second}_type": ids[1].type,
+        f"{second}_value": ids[1].value,
+        "profile_a": profiles[0],
+        "profile_b": profiles[1],
+    }
 
 
 def _pairs(ids: Iterable[Identifier]) -> list[tuple[str, str]]:
@@ -222,7 +244,7 @@ class IdentityStore:
                 {
                     "link_key": key,
                     "message_id": event.message_id,
-                    "timestamp": int(event.timestamp.timestamp() * 1000),
+                    "timestamp": to_ms(event.timestamp),
                     "identifiers": orjson.dumps([list(i) for i in event.identifiers]).decode(),
                 }
             )
@@ -257,44 +279,19 @@ class IdentityStore:
         self, conn: Connection, merges: Sequence[Merge], conflicts: Sequence[Conflict]
     ) -> None:
         if merges:
-            conn.execute(
-                identity_merges.insert(),
-                [
-                    {
-                        "message_id": m.message_id,
-                        "timestamp": int(m.timestamp.timestamp() * 1000),
-                        "anchor_type": m.linked[0].type,
-                        "anchor_value": m.linked[0].value,
-                        "linked_type": m.linked[1].type,
-                        "linked_value": m.linked[1].value,
-                        "profile_a": m.profiles[0],
-                        "profile_b": m.profiles[1],
-                        "into_profile": m.into,
-                    }
-                    for m in merges
-                ],
-            )
+            rows = [
+                _explained(m.message_id, m.timestamp, m.linked, m.profiles, "linked")
+                | {"into_profile": m.into}
+                for m in merges
+            ]
+            conn.execute(identity_merges.insert(), rows)
         if conflicts:
-            conn.execute(
-                identity_conflicts.insert(),
-                [
-                    {
-                        "message_id": c.message_id,
-                        "timestamp": int(c.timestamp.timestamp() * 1000),
-                        "anchor_type": c.identifiers[0].type,
-                        "anchor_value": c.identifiers[0].value,
-                        "other_type": c.identifiers[1].type,
-                        "other_value": c.identifiers[1].value,
-                        "profile_a": c.profiles[0],
-                        "profile_b": c.profiles[1],
-                        "code": c.code,
-                        "limit_type": c.type,
-                        "limit_value": c.limit,
-                        "count": c.count,
-                    }
-                    for c in conflicts
-                ],
-            )
+            rows = [
+                _explained(c.message_id, c.timestamp, c.identifiers, c.profiles, "other")
+                | {"code": c.code, "limit_type": c.type, "limit_value": c.limit, "count": c.count}
+                for c in conflicts
+            ]
+            conn.execute(identity_conflicts.insert(), rows)
 
     def forget(self, conn: Connection, ids: Sequence[Identifier]) -> dict[str, int]:
         """Delete everything recorded about these identifiers (a privacy request)."""
