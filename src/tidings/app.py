@@ -86,7 +86,7 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         db,
         store,
         cursors,
-        Projector(rules, store, identity, profile_store),
+        Projector(rules, store, identity, profile_store, catalog=catalog_store),
         lease_for(db.engine, CONSUMER),
         clock,
         batch_events=settings.pipeline_batch_events,

@@ -96,6 +96,15 @@ def serve(
     access_log: Annotated[
         bool, typer.Option(help="Log each request (query strings redacted)")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing the port (each has its own group-commit writer; "
+            "one of them runs the pipeline)",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the collection API, the admin API and the open-time endpoints."""
     import uvicorn
@@ -105,17 +114,30 @@ def serve(
     settings = _settings(db)
     console.print(
         f"tidings on [bold]http://{host}:{port}[/] · database {_safe_url(settings.database_url)}"
+        + (f" · {workers} processes" if workers > 1 else "")
     )
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=access_log,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": access_log,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    # Each worker process builds its app from the environment; migrate once, here, first.
+    if settings.auto_migrate:
+        database = Database.from_url(settings.database_url)
+        try:
+            migrations.upgrade(database.engine)
+        finally:
+            database.close()
+    os.environ["TIDINGS_DATABASE_URL"] = settings.database_url
+    os.environ["TIDINGS_AUTO_MIGRATE"] = "false"
+    uvicorn.run("tidings.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 
 def _container(settings: Settings) -> Container:

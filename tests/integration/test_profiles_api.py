@@ -424,3 +424,14 @@ def test_in_process_pipeline_applies_events_soon_after_ingest(
     assert status["backlog"] == 0
     assert status["applied_events"] == 1
     assert status["lag_ms"]["p99"] is not None
+
+
+def test_the_catalog_learns_products_from_applied_events(
+    app_client: TestClient, creds: Credentials, admin: dict[str, str]
+) -> None:
+    send(app_client, creds, viewed("anon-c", "SKU-77", 1), viewed("anon-d", "SKU-77", 2))
+    apply(app_client)
+    product = get(app_client, admin, "/v1/catalog/products/SKU-77")
+    assert product["name"] == "Shoe SKU-77"
+    assert product["price"] == 49.5
+    assert product["url"] == "https://shop.example/p/SKU-77"

@@ -23,7 +23,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy.engine import Connection
@@ -42,13 +42,26 @@ from tidings.identity.graph import (
 )
 from tidings.identity.store import IdentityStore, suppression_hash
 
-from .ecommerce import normalize
+from .ecommerce import PRODUCT_VIEWED, Product, normalize
 from .state import ProfileState
 from .store import FlagRow, ProfileStore, StateRow, TimelineRow, TraitRow
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "profiles"
+
+
+class ProductSink(Protocol):
+    """Where products seen in events go (the catalog learns names, prices, images, urls)."""
+
+    def learn(
+        self,
+        conn: Connection,
+        products: Sequence[Product],
+        at_ms: int,
+        *,
+        count_views: bool = True,
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -69,6 +82,8 @@ class Plan:
     replay_merges: list[Merge] = field(default_factory=list)
     replay_conflicts: list[Conflict] = field(default_factory=list)
     state_rows: list[StateRow] = field(default_factory=list)
+    viewed: list[Product] = field(default_factory=list)
+    products: list[Product] = field(default_factory=list)
     timeline: list[TimelineRow] = field(default_factory=list)
     traits: list[TraitRow] = field(default_factory=list)
     flags: list[FlagRow] = field(default_factory=list)
@@ -88,9 +103,11 @@ class Projector:
         collect: CollectStore,
         identity: IdentityStore,
         profiles: ProfileStore,
+        catalog: ProductSink | None = None,
         cache_size: int = 50_000,
     ) -> None:
         self.rules = rules
+        self.catalog = catalog
         self.collect = collect
         self.identity = identity
         self.profiles = profiles
@@ -232,6 +249,13 @@ class Projector:
         normalized = normalize(message)
         for flag in normalized.flags:
             plan.flags.append((ev.seq, ev.source_id, flag.code, flag.field, flag.message))
+        if normalized.product is not None:
+            if normalized.event == PRODUCT_VIEWED:
+                plan.viewed.append(normalized.product)
+            else:
+                plan.products.append(normalized.product)
+        elif normalized.products:
+            plan.products.extend(normalized.products)
         usable = [i for i in ids if not self.rules.is_blocked(i)]
         if not usable:
             return
@@ -404,6 +428,11 @@ class Projector:
             self.profiles.delete_states(conn, sorted(plan.deleted_profiles))
         self.profiles.save_states(conn, plan.state_rows, at)
         self.profiles.add_rows(conn, plan.timeline, plan.traits, plan.flags)
+        if self.catalog is not None:
+            if plan.products:
+                self.catalog.learn(conn, plan.products, at, count_views=False)
+            if plan.viewed:
+                self.catalog.learn(conn, plan.viewed, at)
 
 
 def _identify_traits(message: dict[str, Any]) -> dict[str, Any]:
