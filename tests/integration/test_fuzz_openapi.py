@@ -55,7 +55,7 @@ class FuzzTarget:
         """Credentials that get the case past auth, and real ids where the case names one."""
         path = case.operation.path
         params = case.path_parameters if case.path_parameters is not None else {}
-        if path.startswith(("/v1/profiles", "/v1/pipeline")):
+        if path.startswith(("/v1/profiles", "/v1/pipeline", "/v1/catalog")):
             case.headers = {
                 **(case.headers or {}),
                 "Authorization": f"Bearer {self.creds.admin_token}",
@@ -113,7 +113,9 @@ def test_every_operation_without_auth(case: schemathesis.Case, fuzz_target: Fuzz
         case.headers.pop("Authorization", None)
     response = case.call_and_validate(app=fuzz_target.app, checks=CHECKS, timeout=30)
     if (
-        case.operation.path.startswith(("/v1/sources", "/v1/profiles", "/v1/pipeline"))
+        case.operation.path.startswith(
+            ("/v1/sources", "/v1/profiles", "/v1/pipeline", "/v1/catalog")
+        )
         and case.method.upper() == case.operation.method.upper()
     ):
         # FastAPI parses a request body before it checks the token, so a body it cannot

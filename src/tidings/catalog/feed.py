@@ -555,6 +555,7 @@ def read_record(
             )
         )
     if problems or product_id is None or kept is None:
+        problems.sort(key=lambda err: _FIELD_ORDER.get(err.field, len(_FIELD_ORDER)))
         return None, [
             FeedIssue(err.code, err.message, err.field, line, index, product_id) for err in problems
         ]
@@ -726,6 +727,7 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
 
 
+_FIELD_ORDER: Final = {name: i for i, name in enumerate(("product_id", *PRODUCT_FIELDS, "extra"))}
 _READERS: Final = (
     ("sku", _text_field),
     ("name", _text_field),

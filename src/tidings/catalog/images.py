@@ -474,7 +474,7 @@ class ImageCache:
             raise FetchError("too_large", f"{declared} bytes is over {self.max_bytes}")
         parts: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes(64 * 1024):
+        for chunk in response.iter_bytes():
             size += len(chunk)
             if size > self.max_bytes:
                 raise FetchError("too_large", f"more than {self.max_bytes} bytes")

@@ -95,36 +95,55 @@ def build_router() -> APIRouter:
     ) -> dict[str, Any]:
         return c.catalog.page(limit, cursor, category, q)
 
-    @router.get(
-        "/v1/catalog/products/{product_id:path}",
-        summary="One product, with where each field came from",
-        response_model=ProductOut,
-        responses=NOT_FOUND,
-    )
     def get_product(product_id: str, c: AdminDep) -> dict[str, Any]:
         return product_json(c.catalog.get(product_id))
 
-    @router.put(
-        "/v1/catalog/products/{product_id:path}",
-        summary="Create or replace a product (as the feed)",
-        response_model=ProductOut,
-        responses={422: error("A value that cannot be read; `errors` lists each")},
-    )
     async def put_product(product_id: str, body: ProductIn, c: AdminDep) -> dict[str, Any]:
         """The product becomes exactly this: fields left out are cleared (and may be learned
         from events again). Its values win over events', like a feed's."""
         product, _ = await c.catalog.put(product_id, body.model_dump())
         return product_json(product)
 
-    @router.delete(
-        "/v1/catalog/products/{product_id:path}",
-        summary="Delete a product",
-        response_model=DeletedOut,
-        responses=NOT_FOUND,
-    )
     async def delete_product(product_id: str, c: AdminDep) -> dict[str, Any]:
         """Events that mention the product afterwards will learn it again."""
         await c.catalog.delete(product_id)
         return {"product_id": product_id, "deleted": True}
+
+    # The documented routes take any id without a slash (newlines included); the same
+    # operations are repeated, undocumented, on a path that also takes ids with slashes.
+    for path, documented in (
+        ("/v1/catalog/products/{product_id}", True),
+        ("/v1/catalog/products/{product_id:path}", False),
+    ):
+        router.add_api_route(
+            path,
+            get_product,
+            methods=["GET"],
+            summary="One product, with where each field came from",
+            response_model=ProductOut,
+            responses=NOT_FOUND,
+            include_in_schema=documented,
+        )
+        router.add_api_route(
+            path,
+            put_product,
+            methods=["PUT"],
+            summary="Create or replace a product (as the feed)",
+            response_model=ProductOut,
+            responses={
+                400: error("A body that is not JSON"),
+                422: error("A value that cannot be read; `errors` lists each"),
+            },
+            include_in_schema=documented,
+        )
+        router.add_api_route(
+            path,
+            delete_product,
+            methods=["DELETE"],
+            summary="Delete a product",
+            response_model=DeletedOut,
+            responses=NOT_FOUND,
+            include_in_schema=documented,
+        )
 
     return router

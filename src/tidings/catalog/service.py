@@ -148,7 +148,8 @@ def _decode_cursor(cursor: str) -> str:
     try:
         if len(cursor) > 400:
             raise ValueError(cursor)
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise TidingsError(
             "invalid_cursor", "cursor must be the cursor.next of a previous page", "cursor"
