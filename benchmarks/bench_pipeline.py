@@ -9,7 +9,8 @@ For each database (SQLite in WAL mode with ``synchronous=FULL``, and PostgreSQL)
    INSERT, one transaction per 1,000 events: the raw speed of the store (the baseline);
 3. applies the whole log with the pipeline (identity graph, normalization and flags, profile
    state, timeline, trait history) and reports events/s and the ratio to the raw insert;
-4. starts ``tidings serve`` (pipeline in-process) on a fresh database, sends the next part of
+4. starts ``tidings serve`` and ``tidings worker`` (or, with ``--pipeline in-process``, only the
+   server with its in-process pipeline) on a fresh database, sends the next part of
    the stream at a steady rate (default 5,000 events/s, 100-event ``/v1/batch`` bodies) from
    this process, and reads the delay from receiving each event to its profile reflecting it
    (``GET /v1/pipeline/status``: commit time of the pipeline batch minus ``receivedAt``; the
@@ -23,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import os
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -183,13 +186,21 @@ async def send_steadily(
         return len(messages) / (time.perf_counter() - started)
 
 
-def live(url: str, workdir: Path, messages: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+def live(
+    url: str, workdir: Path, messages: list[dict[str, Any]], rate: float, mode: str
+) -> dict[str, Any]:
     creds = prepare_database(url, "bench")
-    server = ServerProcess(
-        url,
-        env={"TIDINGS_DATA_DIR": str(workdir / "data"), "TIDINGS_LOG_LEVEL": "warning"},
-        log_path=workdir / "server.log",
-    )
+    env = {"TIDINGS_DATA_DIR": str(workdir / "data"), "TIDINGS_LOG_LEVEL": "warning"}
+    worker: subprocess.Popen[bytes] | None = None
+    if mode == "worker":
+        env["TIDINGS_PIPELINE_IN_PROCESS"] = "false"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tidings", "worker"],
+            env={**os.environ, **env, "TIDINGS_DATABASE_URL": url},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    server = ServerProcess(url, env=env, log_path=workdir / "server.log")
     server.start()
     try:
         met = asyncio.run(send_steadily(server.url, creds.write_key, messages, rate, 100))
@@ -197,7 +208,7 @@ def live(url: str, workdir: Path, messages: list[dict[str, Any]], rate: float) -
         deadline = time.monotonic() + 120
         while True:
             status = httpx.get(f"{server.url}/v1/pipeline/status", headers=admin).json()
-            if status["backlog"] == 0 and status["applied_events"] >= len(messages):
+            if status["backlog"] == 0 and status["window_events"] >= len(messages):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the pipeline did not catch up: {status}")
@@ -206,6 +217,9 @@ def live(url: str, workdir: Path, messages: list[dict[str, Any]], rate: float) -
         return dict(status)
     finally:
         server.stop()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
 
 
 def run_db(db_name: str, url_of: Any, opts: argparse.Namespace, data: dict[str, Any]) -> Result:
@@ -222,7 +236,7 @@ def run_db(db_name: str, url_of: Any, opts: argparse.Namespace, data: dict[str, 
     if steady:
         console.print(f"[bold]{db_name}[/]: {len(steady):,} events at {opts.rate:,.0f}/s …")
         with url_of() as url:
-            status = live(url, opts.workdir, steady, opts.rate)
+            status = live(url, opts.workdir, steady, opts.rate, opts.pipeline)
         result.live_rate = status["rate_met"]
         result.live_events = len(steady)
         result.lag_p50 = status["lag_ms"]["p50"]
@@ -296,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="events applied in bulk")
     parser.add_argument("--live-seconds", type=float, default=20.0, help="steady-load duration")
     parser.add_argument("--rate", type=float, default=5000.0, help="steady ingest, events/s")
+    parser.add_argument(
+        "--pipeline",
+        choices=("worker", "in-process"),
+        default="worker",
+        help="steady load: the pipeline in a `tidings worker` beside the server, or inside it",
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench-pipeline")
     opts = parser.parse_args(argv)
     opts.workdir.mkdir(parents=True, exist_ok=True)

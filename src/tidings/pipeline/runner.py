@@ -29,8 +29,6 @@ from .store import Cursor, CursorStore, StaleCursor
 
 log = logging.getLogger(__name__)
 
-LAG_SAMPLES = 200_000
-
 
 def _after(cursor: Cursor, plan: Plan) -> Cursor:
     """The cursor as it will be once ``plan`` commits."""
@@ -44,7 +42,7 @@ class BatchResult:
 
 
 class Stats:
-    """Counters and a window of recent lags (commit time minus receive time), thread-safe."""
+    """This process's counters (thread-safe); lags come from ``pipeline_batches``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -54,7 +52,6 @@ class Stats:
         self.errors = 0
         self.last_error: str | None = None
         self.last_batch_ms: int | None = None
-        self._lags: deque[int] = deque(maxlen=LAG_SAMPLES)
         self._rate: deque[tuple[float, int]] = deque(maxlen=120)
 
     def record(self, plan: Plan, committed_ms: int) -> None:
@@ -62,7 +59,6 @@ class Stats:
             self.applied += plan.size
             self.batches += 1
             self.last_batch_ms = committed_ms
-            self._lags.extend(committed_ms - r for r in plan.received_at)
             self._rate.append((time.monotonic(), plan.size))
 
     def failed(self, error: BaseException) -> None:
@@ -72,15 +68,10 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            lags = sorted(self._lags)
             now = time.monotonic()
             recent = [(t, n) for t, n in self._rate if now - t <= 10.0]
         span = (now - recent[0][0]) if len(recent) > 1 else 0.0
         rate = sum(n for _, n in recent[1:]) / span if span > 0 else 0.0
-
-        def pct(p: float) -> int | None:
-            return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else None
-
         return {
             "applied_events": self.applied,
             "batches": self.batches,
@@ -88,7 +79,6 @@ class Stats:
             "errors": self.errors,
             "last_error": self.last_error,
             "events_per_s": round(rate, 1),
-            "lag_ms": {"p50": pct(0.50), "p99": pct(0.99), "max": lags[-1] if lags else None},
         }
 
 
@@ -198,11 +188,16 @@ class Pipeline:
             with self.db.engine.begin() as conn:
                 self.cursors.advance(conn, cursor, plan.last_seq, at)
                 self.projector.write(conn, plan, at)
+                # Taken last, just before COMMIT: the delay it gives excludes only the fsync.
+                done = to_ms(self.clock.now())
+                self.cursors.record_batch(
+                    conn, CONSUMER, plan.first_seq, plan.last_seq, plan.size, done
+                )
         except StaleCursor:
             self.stats.stale += 1
             raise
         self._position = plan.last_seq
-        self.stats.record(plan, to_ms(self.clock.now()))
+        self.stats.record(plan, done)
 
     def _failed(self) -> None:
         self.projector.reset()
@@ -300,9 +295,17 @@ class Pipeline:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, window_s: float = 300.0) -> dict[str, Any]:
+        """Where the consumer is and how it does. ``lag_ms`` is measured over the batches
+        committed in the last ``window_s`` seconds by whichever process applies the log."""
         cursor = self.cursors.get(CONSUMER)
         head = self.collect.head_seq()
+        since = to_ms(self.clock.now()) - int(window_s * 1000)
+        lags = self.cursors.lags_since(CONSUMER, since)
+
+        def pct(p: float) -> int | None:
+            return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else None
+
         return {
             "consumer": CONSUMER,
             "leader": self.leader,
@@ -311,4 +314,7 @@ class Pipeline:
             "backlog": self.collect.count_after(cursor.position) if head > cursor.position else 0,
             "epoch": cursor.epoch,
             **self.stats.snapshot(),
+            "window_s": window_s,
+            "window_events": len(lags),
+            "lag_ms": {"p50": pct(0.50), "p99": pct(0.99), "max": lags[-1] if lags else None},
         }

@@ -12,7 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Column, Integer, String, Table, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from tidings.core.db import metadata, upsert
@@ -24,6 +36,24 @@ pipeline_cursors = Table(
     Column("position", BigInteger, nullable=False),
     Column("epoch", Integer, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+)
+
+
+# One row per applied batch: which events, when committed. The delay from receipt to profile
+# of any event is ``committed_at`` of its batch minus its ``received_at``, whichever process
+# applied it (``tidings worker`` or a server).
+pipeline_batches = Table(
+    "pipeline_batches",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("consumer", String(60), nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("committed_at", BigInteger, nullable=False),
+    Index("ix_pipeline_batches_committed", "committed_at"),
 )
 
 
@@ -95,3 +125,31 @@ class CursorStore:
         conn.execute(
             update(pipeline_cursors).where(pipeline_cursors.c.name == name).values(**values)
         )
+
+    def record_batch(
+        self, conn: Connection, name: str, first_seq: int, last_seq: int, events: int, at: int
+    ) -> None:
+        conn.execute(
+            insert(pipeline_batches).values(
+                consumer=name,
+                first_seq=first_seq,
+                last_seq=last_seq,
+                events=events,
+                committed_at=at,
+            )
+        )
+
+    def lags_since(self, name: str, since_ms: int, limit: int = 200_000) -> list[int]:
+        """Receipt-to-profile delays (ms) of the events applied since ``since_ms``."""
+        sql = text(
+            "SELECT b.committed_at - e.received_at FROM pipeline_batches b "
+            "JOIN events e ON e.seq BETWEEN b.first_seq AND b.last_seq "
+            "WHERE b.consumer = :name AND b.committed_at >= :since LIMIT :limit"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(sql, {"name": name, "since": since_ms, "limit": limit})
+            return sorted(int(lag) for (lag,) in rows)
+
+    def purge_batches(self, conn: Connection, before_ms: int) -> int:
+        query = delete(pipeline_batches).where(pipeline_batches.c.committed_at < before_ms)
+        return int(conn.execute(query).rowcount)

@@ -65,6 +65,7 @@ class Retention:
 
     def purge_rejections(self, cutoff: int) -> int:
         with self.db.engine.begin() as conn:
+            self.cursors.purge_batches(conn, cutoff)
             return self.collect.purge_rejections(conn, cutoff)
 
     def run(self) -> RetentionResult:
