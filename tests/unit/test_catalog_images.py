@@ -471,6 +471,11 @@ def test_placeholder(width: int, height: int, text: str) -> None:
         assert colours is not None and len(colours) > 3  # some drawing besides the frame
 
 
+def test_placeholder_sizes_are_checked() -> None:
+    with pytest.raises(ValueError):
+        placeholder(0, 10)
+
+
 def test_placeholders_are_cached(cache: ImageCache) -> None:
     first = cache.placeholder(100, 100, "x")
     second = cache.placeholder(100, 100, "x")

@@ -116,6 +116,10 @@ _PRICE_CURRENCY_KEYS: Final = ("currency", "currency_code", "currencyCode")
 _CAMEL_HUMP: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS: Final = re.compile(r"[\s\-./:]+")
 _DELIMITERS: Final = (",", "\t", ";", "|")
+_URL_CHAR: Final = r"[^\x00-\x20\x7f\s]"
+_LINK: Final = re.compile(
+    rf"(?i:https?)://[^\x00-\x20\x7f\s/?#]+(?:[/?#]{_URL_CHAR}*)?|/(?!/){_URL_CHAR}*"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,8 +634,10 @@ def _price_field(name: str, value: Any) -> tuple[float | None, str | None]:
         return None, None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _RowError(name, "invalid_price", f"{name} must be an amount, not {_json_type(value)}")
-    text = _clean(value).strip() if isinstance(value, str) else value
-    amount = parse_amount(text)
+    if not isinstance(value, str):
+        amount, mark = parse_amount(value), None
+    else:
+        amount, mark = _amount_and_mark(_clean(value).strip())
     if amount is None:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise _RowError(
@@ -641,8 +647,22 @@ def _price_field(name: str, value: Any) -> tuple[float | None, str | None]:
         )
     if amount < 0:
         raise _RowError(name, "invalid_price", f"{name} cannot be negative")
-    mark = _currency_in(text) if isinstance(text, str) else None
     return amount, mark
+
+
+def _amount_and_mark(text: str) -> tuple[float | None, str | None]:
+    """An amount written as text and the currency it names, quickly for the common
+    ``"19.99"`` and ``"19.99 USD"`` (Google's form), else through ``parse_amount``."""
+    parts = text.split()
+    if len(parts) == 2:
+        first, second = parts
+        code, number = (second, first) if len(second) == 3 and second.isalpha() else parts
+        if len(code) == 3 and code.isascii() and code.isalpha():
+            amount = parse_amount(number)
+            if amount is not None:
+                return amount, code.upper()
+    amount = parse_amount(text)
+    return amount, (_currency_in(text) if amount is not None else None)
 
 
 def _currency_in(text: str) -> str | None:
@@ -664,19 +684,21 @@ def _url_field(name: str, value: Any) -> str | None:
         return None
     if len(text) > MAX_URL:
         raise _RowError(name, "too_long", f"{name} has at most {MAX_URL} characters")
-    if text.startswith("//"):
-        text = "https:" + text
-    lower = text.lower()
-    if lower.startswith(("http://", "https://")):
-        host = text.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-        if host and not any(ch.isspace() for ch in text):
-            return text
-    elif text.startswith("/") and not any(ch.isspace() for ch in text):
-        return text
+    link = link_url(text)
+    if link is not None:
+        return link
     shown = text if len(text) <= 60 else text[:57] + "..."
     raise _RowError(
         name, "invalid_url", f"{name} must be an http(s) URL or a path such as /p/1, not {shown!r}"
     )
+
+
+def link_url(text: str) -> str | None:
+    """``text`` if it is an http(s) URL with a host or a path such as ``/p/1`` (``//host/…``
+    becomes https), without spaces or control characters; else ``None``."""
+    if text.startswith("//"):
+        text = "https:" + text
+    return text if _LINK.fullmatch(text) else None
 
 
 def _stock_field(name: str, value: Any) -> bool | None:

@@ -274,7 +274,9 @@ class ImageCache:
             return image.copy()
         if self._failed(absolute):
             return None
-        image = self._flights.do(key, lambda: self._sized(absolute, width, height, fit, fetch))
+        image = self._flights.do(
+            (*key, fetch), lambda: self._sized(absolute, width, height, fit, fetch)
+        )
         return image.copy() if image is not None else None
 
     def absolute(self, url: str) -> str | None:
@@ -433,7 +435,7 @@ class ImageCache:
         }
         if self._allowed is None or _origin(parsed) == self._trusted:
             return parsed, headers, {}
-        host = parsed.host
+        host = parsed.raw_host.decode("ascii")  # IDNA-encoded, as DNS, Host and TLS want it
         port = _origin(parsed)[2]
         try:
             literal: IPAddress | None = ipaddress.ip_address(host)
@@ -581,6 +583,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def placeholder(width: int, height: int, text: str = "") -> Image.Image:
     """A neutral grey box with a thin frame, a small picture glyph and ``text`` (wrapped and
     cut to fit), for a product whose image is missing."""
+    if width < 1 or height < 1:
+        raise ValueError(f"a placeholder is at least 1x1 pixels, not {width}x{height}")
     image = Image.new("RGB", (width, height), (238, 238, 238))
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, width - 1, height - 1), outline=(214, 214, 214))

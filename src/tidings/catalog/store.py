@@ -46,7 +46,15 @@ from sqlalchemy.engine import Connection, Engine, Row
 from tidings.core.db import chunks, insert_rows, metadata
 from tidings.profiles.ecommerce import Product
 
-from .feed import FIELD_BITS, MAX_ID, MAX_TEXT, MAX_URL, PRODUCT_FIELDS, ProductRecord
+from .feed import (
+    FIELD_BITS,
+    MAX_ID,
+    MAX_TEXT,
+    MAX_URL,
+    PRODUCT_FIELDS,
+    ProductRecord,
+    link_url,
+)
 
 FEED: Final = "feed"
 EVENTS: Final = "events"
@@ -210,14 +218,9 @@ def _text(value: str | None, limit: int) -> str | None:
 def _url(value: str | None) -> str | None:
     """An event's URL if it is one a render may link or fetch (a cut URL would be wrong)."""
     value = _text(value, MAX_URL + 1)
-    if value is None or len(value) > MAX_URL or any(ch.isspace() for ch in value):
+    if value is None or len(value) > MAX_URL:
         return None
-    if value.startswith("//"):
-        value = "https:" + value
-    lower = value[:8].lower()
-    if lower.startswith(("http://", "https://")) or (value[:1] == "/" and value[:2] != "//"):
-        return value
-    return None
+    return link_url(value)
 
 
 def _currency(value: str | None) -> str | None:
