@@ -93,6 +93,8 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         poll_s=settings.pipeline_poll_s,
     )
     queue.on_commit.append(pipeline.notify)
+    profile_service = ProfileService(db, rules, store, identity, profile_store, cursors, clock)
+    profile_service.on_reset.append(catalog_store.reset_views)
     return Container(
         settings=settings,
         clock=clock,
@@ -104,7 +106,7 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         collect=collect,
         debugger=Debugger(store, settings.debugger_poll_s, flags=profile_store),
         pipeline=pipeline,
-        profiles=ProfileService(db, rules, store, identity, profile_store, cursors, clock),
+        profiles=profile_service,
         retention=Retention(db, store, profile_store, cursors, clock, settings.retention_days),
         catalog=CatalogService(db, catalog_store, clock, cache_ttl_s=settings.catalog_cache_ttl_s),
         images=ImageCache(settings),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from sqlalchemy.engine import Connection
 
 from tidings.collect.store import CollectStore
 from tidings.core.clock import Clock, from_ms, iso, to_ms
@@ -66,6 +67,9 @@ class ProfileService:
         self.clock = clock
         # Called with the deleted profile id and its identifiers (caches elsewhere drop them).
         self.on_delete: list[Callable[[str, Sequence[Identifier]], None]] = []
+        # Called inside a rebuild's transaction: state derived from the log elsewhere (the
+        # catalog's view counts) is reset with the profiles.
+        self.on_reset: list[Callable[[Connection], None]] = []
 
     # -- addressing -----------------------------------------------------------------------------
     def id_types(self) -> list[str]:
@@ -249,6 +253,8 @@ class ProfileService:
             self.cursors.bump_epoch(conn, CONSUMER, at, position=0)
             self.identity.clear(conn)
             self.profiles.clear(conn)
+            for reset in self.on_reset:
+                reset(conn)
 
     # -- deleting a person ----------------------------------------------------------------------
     async def delete(self, ref: ProfileRef, reason: str) -> dict[str, Any]:
