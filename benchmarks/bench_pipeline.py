@@ -55,7 +55,7 @@ GOAL_EVENTS_PER_S = 20_000
 GOAL_P99_MS = 500.0
 RAW_TRANSACTION = 1000
 
-console = Console()
+console = Console(width=max(140, Console().width))
 
 
 @dataclass
