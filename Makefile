@@ -39,7 +39,13 @@ $(ANALYTICS_NEXT):
 /usr/bin/chromium:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
-test-deps: $(VENV)/.test-installed /usr/bin/chromium $(ANALYTICS_NEXT)
+# The golden images of rendered content are drawn with DejaVu (rendering itself falls back to
+# Pillow's own font without it).
+DEJAVU := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+$(DEJAVU):
+	$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q fonts-dejavu-core
+
+test-deps: $(VENV)/.test-installed /usr/bin/chromium $(ANALYTICS_NEXT) $(DEJAVU)
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests benchmarks
