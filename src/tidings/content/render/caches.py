@@ -1,0 +1,103 @@
+"""What renders share across requests in one process: loaded fonts, formatted prices, fitted
+lines of text, countdown animations and headline images.
+
+One :class:`RenderCaches` is made per process (or per test) and handed to every render through
+its :class:`~tidings.content.render.context.RenderContext`; nothing is cached in module globals.
+Every cache is bounded (least recently used entries go first) and safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .fonts import Fonts
+from .money import Prices
+from .rendered import Rendered
+
+if TYPE_CHECKING:
+    from .typesetting import Stamp
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Lru(Generic[K, V]):
+    """A bounded mapping that forgets its least recently used entries; counts hits and misses.
+
+    ``get_or_make`` may call ``make`` twice for one key when two threads miss at once; the
+    values are equal, so the only cost is the duplicated work.
+    """
+
+    __slots__ = ("_data", "_lock", "hits", "maxsize", "misses")
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("an LRU cache needs room for one entry")
+        self.maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        value = self.get(key)
+        if value is None:
+            value = make()
+            self.put(key, value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class RenderCaches:
+    """The caches of one process's renders (see the module)."""
+
+    __slots__ = (
+        "countdown_faces",
+        "countdowns",
+        "fonts",
+        "grids",
+        "lines",
+        "prices",
+        "stamps",
+        "texts",
+    )
+
+    def __init__(self, fonts: Fonts | None = None, *, prices: Prices | None = None) -> None:
+        self.fonts = fonts if fonts is not None else Fonts()
+        self.prices = prices if prices is not None else Prices()
+        # (text, font, width, max lines) -> the lines it is set in
+        self.lines: Lru[tuple[Any, ...], tuple[str, ...]] = Lru(20_000)
+        # (text, font) -> the line set once, to be pasted (a few KB each)
+        self.stamps: Lru[tuple[Any, ...], Stamp] = Lru(10_000)
+        # (deadline second, style, now second, frames) -> the encoded animation
+        self.countdowns: Lru[tuple[Any, ...], Rendered] = Lru(256)
+        # (style, leading digits) -> a countdown's static image and digit sprites;
+        # (style, "ended") -> its ended image
+        self.countdown_faces: Lru[tuple[Any, ...], Any] = Lru(64)
+        # (layout, tiles and their images, locale, footer) -> the encoded grid, for apps: many
+        # people see the same recommendations, and a re-open shows what the first one showed
+        self.grids: Lru[tuple[Any, ...], Rendered] = Lru(256)
+        # (text, style) -> the encoded headline image
+        self.texts: Lru[tuple[Any, ...], Rendered] = Lru(2_000)
