@@ -385,6 +385,10 @@ class ProfileState:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def purchased_at(self) -> dict[str, int]:
+        """When each product was last bought (epoch ms), by product id."""
+        return {product_id: stamp[0] for product_id, stamp in self._purchases.items()}
+
     def recently_viewed(
         self, limit: int = 20, *, exclude_purchased: bool = False
     ) -> list[dict[str, Any]]:

@@ -55,14 +55,12 @@ class RenderProfile:
     def from_state(cls, state: ProfileState) -> RenderProfile:
         """The render view of a profile's derived state. Views followed by a purchase of the
         same product are left out of ``recently_viewed`` (the state knows the exact order)."""
-        # ProfileState has no public reader for its purchases yet; the stamps are what we need.
-        purchases = state._purchases
         return cls.from_traits(
             state.traits,
             recently_viewed=state.recently_viewed(MAX_VIEWED, exclude_purchased=True),
             cart=state.cart(),
             last_order=state.last_order,
-            purchased_at_ms={product_id: stamp[0] for product_id, stamp in purchases.items()},
+            purchased_at_ms=state.purchased_at(),
         )
 
 
