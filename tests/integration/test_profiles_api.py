@@ -133,6 +133,9 @@ def test_anonymous_browsing_then_sign_in_is_one_profile(
     by_anon = get(app_client, admin, "/v1/profiles/anonymous_id:anon-1")
     by_email = get(app_client, admin, "/v1/profiles/email:ada@example.com")
     assert by_user["profile_id"] == by_anon["profile_id"] == by_email["profile_id"]
+    by_id = get(app_client, admin, f"/v1/profiles/profile_id:{by_user['profile_id']}")
+    assert by_id == by_user
+    get(app_client, admin, "/v1/profiles/profile_id:prof_unknown", status=404)
     assert by_user["traits"]["first_name"] == "Ada"
     assert by_user["event_count"] == 4
 

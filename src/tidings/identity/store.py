@@ -217,13 +217,6 @@ class IdentityStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def count_profiles(self) -> int:
-        from sqlalchemy import func
-
-        query = select(func.count(func.distinct(identities.c.profile_id)))
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-
     # -- writing (inside the caller's transaction) ---------------------------------------------
     def set_profiles(self, conn: Connection, rows: Sequence[tuple[Identifier, str, int]]) -> None:
         """Identifier → profile id (``first_seen`` is kept from the first write)."""

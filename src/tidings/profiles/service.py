@@ -100,21 +100,18 @@ class ProfileService:
         identifier = self.parse(ref)
         if identifier.type == PROFILE_ID:
             pid: str | None = identifier.value
-            if self.profiles.row(identifier.value) is None:
-                pid = None
         else:
             pid = self.identity.profile_of(identifier)
-        if pid is None:
+        rows = self.identity.identities_of(pid) if pid is not None else []
+        if not rows:
             raise NotFound(
                 "profile_not_found",
                 f"no profile holds {identifier.type} {identifier.value!r} (events may still be "
                 "on their way through the pipeline; see GET /v1/pipeline/status)",
                 field="id",
             )
-        ids = tuple(
-            Identifier(r["id_type"], r["id_value"]) for r in self.identity.identities_of(pid)
-        )
-        return ProfileRef(pid, ids)
+        assert pid is not None
+        return ProfileRef(pid, tuple(Identifier(r["id_type"], r["id_value"]) for r in rows))
 
     def _state(self, ref: ProfileRef) -> tuple[ProfileState, dict[str, Any]]:
         row = self.profiles.row(ref.profile_id)
