@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import chunks, metadata
+from tidings.core.db import Serial, chunks, metadata
 
 sources = Table(
     "sources",
@@ -43,9 +43,7 @@ sources = Table(
 events = Table(
     "events",
     metadata,
-    Column(
-        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
+    Column("seq", Serial, primary_key=True, autoincrement=True),
     Column("source_id", String(40), nullable=False),
     Column("message_id", String(200), nullable=False),
     Column("type", String(16), nullable=False),
@@ -63,9 +61,7 @@ events = Table(
 rejections = Table(
     "rejections",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
+    Column("id", Serial, primary_key=True, autoincrement=True),
     Column("source_id", String(40), nullable=True),
     Column("received_at", BigInteger, nullable=False),
     Column("endpoint", String(100), nullable=False),

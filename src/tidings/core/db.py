@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import MetaData, Table, event
+from sqlalchemy import BigInteger, Integer, MetaData, Table, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -22,6 +22,10 @@ from sqlalchemy.engine import create_engine as sa_create_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 metadata = MetaData()
+
+# An auto-incrementing 64-bit key; on SQLite an INTEGER PRIMARY KEY, the alias of the rowid
+# (only that type auto-increments there, and appends to it are the fastest).
+Serial = BigInteger().with_variant(Integer, "sqlite")
 
 P = ParamSpec("P")
 T = TypeVar("T")

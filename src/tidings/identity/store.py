@@ -32,12 +32,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 from tidings.core.clock import to_ms
-from tidings.core.db import chunks, insert_rows, metadata, upsert
+from tidings.core.db import Serial, chunks, insert_rows, metadata, upsert
 
 from .graph import Conflict, Identifier, LinkEvent, Merge
 
 _Id = String(500)
-_Serial = BigInteger().with_variant(Integer, "sqlite")
 
 identities = Table(
     "identities",
@@ -71,7 +70,7 @@ identity_link_members = Table(
 identity_merges = Table(
     "identity_merges",
     metadata,
-    Column("id", _Serial, primary_key=True, autoincrement=True),
+    Column("id", Serial, primary_key=True, autoincrement=True),
     Column("message_id", String(200), nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("anchor_type", String(40), nullable=False),
@@ -88,7 +87,7 @@ identity_merges = Table(
 identity_conflicts = Table(
     "identity_conflicts",
     metadata,
-    Column("id", _Serial, primary_key=True, autoincrement=True),
+    Column("id", Serial, primary_key=True, autoincrement=True),
     Column("message_id", String(200), nullable=False),
     Column("timestamp", BigInteger, nullable=False),
     Column("anchor_type", String(40), nullable=False),

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import metadata, upsert
+from tidings.core.db import Serial, metadata, upsert
 
 pipeline_cursors = Table(
     "pipeline_cursors",
@@ -45,9 +45,7 @@ pipeline_cursors = Table(
 pipeline_batches = Table(
     "pipeline_batches",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
+    Column("id", Serial, primary_key=True, autoincrement=True),
     Column("consumer", String(60), nullable=False),
     Column("first_seq", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),

@@ -43,7 +43,7 @@ from tidings.identity.graph import (
 from tidings.identity.store import IdentityStore, suppression_hash
 
 from .ecommerce import PRODUCT_VIEWED, Product, normalize
-from .state import ProfileState
+from .state import ProfileState, identify_traits
 from .store import FlagRow, ProfileStore, StateRow, TimelineRow, TraitRow
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ class Projector:
         state.apply(message, normalized, ev.timestamp)
         if message.get("type") == "identify":
             # The history keeps every write, late ones included; the state keeps the winner.
-            for key, value in _identify_traits(message).items():
+            for key, value in identify_traits(message).items():
                 plan.traits.append((ev.seq, key[:200], orjson.dumps(value).decode(), ev.timestamp))
         plan.timeline.append((anchor.type, anchor.value, ev.seq))
         plan.applied.append((ev.seq, anchor, message, ev.timestamp))
@@ -433,13 +433,3 @@ class Projector:
                 self.catalog.learn(conn, plan.products, at, count_views=False)
             if plan.viewed:
                 self.catalog.learn(conn, plan.viewed, at)
-
-
-def _identify_traits(message: dict[str, Any]) -> dict[str, Any]:
-    traits: dict[str, Any] = {}
-    context = message.get("context")
-    if isinstance(context, dict) and isinstance(context.get("traits"), dict):
-        traits.update(context["traits"])
-    if isinstance(message.get("traits"), dict):
-        traits.update(message["traits"])
-    return traits

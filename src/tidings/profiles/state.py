@@ -248,15 +248,7 @@ class ProfileState:
             self.counts[name] = n
 
     def _apply_identify(self, message: Mapping[str, Any], stamp: Stamp) -> list[TraitChange]:
-        written: dict[str, Any] = {}
-        context = message.get("context")
-        if isinstance(context, Mapping):
-            context_traits = context.get("traits")
-            if isinstance(context_traits, Mapping):
-                written.update(context_traits)
-        traits = message.get("traits")
-        if isinstance(traits, Mapping):
-            written.update(traits)
+        written = identify_traits(message)
         return [
             TraitChange(key, value, *stamp)
             for key, value in written.items()
@@ -564,6 +556,20 @@ class ProfileState:
             f"orders={self.order_count}, viewed={len(self._views)}, "
             f"cart_deltas={len(self._cart_deltas)})"
         )
+
+
+def identify_traits(message: Mapping[str, Any]) -> dict[str, Any]:
+    """The traits an identify call writes: ``context.traits``, then ``traits`` over them."""
+    written: dict[str, Any] = {}
+    context = message.get("context")
+    if isinstance(context, Mapping):
+        context_traits = context.get("traits")
+        if isinstance(context_traits, Mapping):
+            written.update(context_traits)
+    traits = message.get("traits")
+    if isinstance(traits, Mapping):
+        written.update(traits)
+    return written
 
 
 def _stamp(value: Iterable[Any]) -> Stamp:

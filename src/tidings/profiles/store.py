@@ -29,12 +29,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import chunks, insert_rows, metadata
+from tidings.core.db import Serial, chunks, insert_rows, metadata
 from tidings.identity.graph import Identifier
 
 from .state import ProfileState
-
-_Serial = BigInteger().with_variant(Integer, "sqlite")
 
 profiles = Table(
     "profiles",
@@ -76,7 +74,7 @@ trait_history = Table(
 event_flags = Table(
     "event_flags",
     metadata,
-    Column("id", _Serial, primary_key=True, autoincrement=True),
+    Column("id", Serial, primary_key=True, autoincrement=True),
     Column("seq", BigInteger, nullable=False),
     Column("source_id", String(40), nullable=False),
     Column("code", String(60), nullable=False),
