@@ -102,6 +102,7 @@ class Options:
     threads: int
     batch_size: int
     workdir: Path
+    workers: int = 1
 
 
 def wrk(url: str, mode: str, auth: str, opts: Options, duration: float) -> dict[str, int | float]:
@@ -212,8 +213,14 @@ def bench_tidings(db_name: str, url: str, opts: Options) -> tuple[list[Load], li
     data_dir = opts.workdir / f"data-{db_name}"
     server = ServerProcess(
         url,
-        env={"TIDINGS_DATA_DIR": str(data_dir), "TIDINGS_LOG_LEVEL": "warning"},
+        # The pipeline is measured by bench-pipeline; here the cores go to collection alone.
+        env={
+            "TIDINGS_DATA_DIR": str(data_dir),
+            "TIDINGS_LOG_LEVEL": "warning",
+            "TIDINGS_PIPELINE_IN_PROCESS": "false",
+        },
         log_path=opts.workdir / f"server-{db_name}.log",
+        args=["--workers", str(opts.workers)],
     )
     counter = Database.from_url(url)
     server.start()
@@ -304,7 +311,7 @@ def report(loads: list[Load], raws: dict[str, Raw], opts: Options) -> bool:
     noop = {(x.db, x.endpoint): x for x in loads if x.target == "no-op"}
     table = Table(
         title=f"tidings collect: {opts.duration:g} s per run, wrk -t{opts.threads} "
-        f"-c{opts.connections}, {opts.batch_size} events per batch",
+        f"-c{opts.connections}, {opts.batch_size} events per batch, {opts.workers} server process(es)",
     )
     for col in (
         "db",
@@ -438,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--batch-size", type=int, default=100, help="events per /v1/batch body")
     parser.add_argument(
+        "--workers", type=int, default=1, help="`tidings serve --workers N` server processes"
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         default=ROOT / "var" / "bench",
@@ -449,7 +459,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.workdir.mkdir(parents=True, exist_ok=True)
     opts = Options(
-        args.duration, args.warmup, args.connections, args.threads, args.batch_size, args.workdir
+        args.duration,
+        args.warmup,
+        args.connections,
+        args.threads,
+        args.batch_size,
+        args.workdir,
+        args.workers,
     )
     console.print(f"machine: {machine()}; files in {args.workdir}")
     dbs = ["sqlite", "pg"] if args.db == "both" else [args.db]

@@ -95,6 +95,7 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    args: list[str] = field(default_factory=list)  # more `tidings serve` options
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -105,7 +106,7 @@ class ServerProcess:
         env = {**os.environ, "TIDINGS_DATABASE_URL": self.database_url, **self.env}
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tidings", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "tidings", "serve", "--port", str(self.port), *self.args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
