@@ -311,7 +311,8 @@ def report(loads: list[Load], raws: dict[str, Raw], opts: Options) -> bool:
     noop = {(x.db, x.endpoint): x for x in loads if x.target == "no-op"}
     table = Table(
         title=f"tidings collect: {opts.duration:g} s per run, wrk -t{opts.threads} "
-        f"-c{opts.connections}, {opts.batch_size} events per batch, {opts.workers} server process(es)",
+        f"-c{opts.connections}, {opts.batch_size} events per batch, "
+        f"{opts.workers} server process(es)",
     )
     for col in (
         "db",
