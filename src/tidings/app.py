@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -25,6 +24,7 @@ from tidings.collect import browser as collect_browser
 from tidings.collect import router as collect_router
 from tidings.collect.auth import WriteKeyAuth
 from tidings.collect.debugger import Debugger
+from tidings.collect.fastpath import CollectFastPath
 from tidings.collect.ingest import IngestQueue
 from tidings.collect.messages import Limits
 from tidings.collect.schemas import DOC_MODELS
@@ -36,7 +36,7 @@ from tidings.core.auth import TokenService
 from tidings.core.clock import Clock, SystemClock
 from tidings.core.db import Database
 from tidings.core.deps import Container, container_of
-from tidings.core.errors import TidingsError
+from tidings.core.errors import TidingsError, error_response
 from tidings.core.settings import Settings
 from tidings.identity.config import rules_from_settings
 from tidings.identity.store import IdentityStore
@@ -113,18 +113,10 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
     )
 
 
-def _error_response(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Response:
-    return Response(
-        orjson.dumps(body), status_code=status, headers=headers, media_type="application/json"
-    )
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TidingsError)
     async def tidings_error(_: Request, exc: TidingsError) -> Response:
-        return _error_response(exc.status, exc.body(), exc.headers)
+        return error_response(exc.status, exc.body(), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -139,12 +131,12 @@ def _install_error_handlers(app: FastAPI) -> None:
                 }
             )
         first = errors[0] if errors else {"code": "invalid", "field": None, "message": "invalid"}
-        return _error_response(422, {"success": False, **first, "errors": errors})
+        return error_response(422, {"success": False, **first, "errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error_response(
+        return error_response(
             exc.status_code,
             {"success": False, "code": code, "message": str(exc.detail)},
             dict(exc.headers or {}),
@@ -212,6 +204,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         lifespan=lifespan,
     )
     app.state.container = container
+    # Added first, so it runs inside CORS (which answers preflights and adds its headers).
+    app.add_middleware(CollectFastPath, handlers=collect_router.ingest_handlers())
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

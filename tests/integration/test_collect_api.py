@@ -451,3 +451,47 @@ def test_context_direct_records_the_callers_ip(
     direct, plain = stored(client, creds, admin)
     assert direct["context"]["ip"] == "testclient"
     assert "context" not in plain
+
+
+# -- the fast path ahead of the router ----------------------------------------------------------
+
+
+def test_fast_path_answers_exactly_as_the_routed_handlers(
+    settings: Any, creds: Credentials, clock: Any
+) -> None:
+    """CollectFastPath serves the ingest POSTs ahead of FastAPI's router; with it removed, the
+    router's copies of the same routes must give the same status, body and CORS headers."""
+    from tidings.app import create_app
+    from tidings.collect.fastpath import CollectFastPath
+
+    def answers(app: Any) -> list[tuple[int, Any, str | None]]:
+        out = []
+        origin = {"Origin": "https://shop.example"}
+        with TestClient(app) as c:
+            for path, body, headers in [
+                ("/v1/track", TRACK, basic(creds.write_key)),
+                ("/v1/t", {**TRACK, "writeKey": creds.write_key}, {}),
+                ("/v1/track", {"userId": "u-1"}, basic(creds.write_key)),
+                ("/v1/identify", {"traits": {}}, basic(creds.write_key)),
+                ("/v1/track", TRACK, basic("wrong-key")),
+                (
+                    "/v1/batch",
+                    {"batch": [{**TRACK, "type": "track"}, {"type": "x"}]},
+                    basic(creds.write_key),
+                ),
+                ("/v1/b", {"batch": "x"}, basic(creds.write_key)),
+            ]:
+                r = c.post(path, content=orjson.dumps(body), headers={**headers, **origin})
+                out.append((r.status_code, r.json(), r.headers.get("access-control-allow-origin")))
+            r = c.post("/v1/track", content=b"{not json", headers=basic(creds.write_key))
+            out.append((r.status_code, r.json(), None))
+        return out
+
+    fast = create_app(settings, clock)
+    routed = create_app(settings, clock)
+    routed.user_middleware = [m for m in routed.user_middleware if m.cls is not CollectFastPath]
+    assert len(routed.user_middleware) == len(fast.user_middleware) - 1
+    got_fast, got_routed = answers(fast), answers(routed)
+    assert [a[0] for a in got_fast] == [200, 200, 400, 400, 401, 200, 400, 400]
+    assert got_fast == got_routed
+    assert got_fast[0][2] == "*"  # CORS still wraps the fast path

@@ -12,6 +12,7 @@ from tidings.core.deps import container_of
 from tidings.core.http import client_ip, parse_json_object, read_body
 from tidings.core.schemas import ErrorResponse
 
+from .fastpath import Handler
 from .messages import TYPES
 from .pixel import PIXEL_HEADERS, TRANSPARENT_GIF
 from .schemas import DOC_MODELS, MESSAGE_MODELS, IngestResponse
@@ -100,14 +101,30 @@ async def collect_metrics(request: Request) -> Response:
     return Response(SUCCESS, media_type="application/json")
 
 
+BATCH_PATHS = ("/batch", "/import", "/b")
+
+
+def ingest_handlers() -> dict[str, Handler]:
+    """Every ingest POST path (``/v1/...``) and its handler: the routes below, and the
+    :class:`~tidings.collect.fastpath.CollectFastPath` that serves them ahead of the router."""
+    handlers: dict[str, Handler] = {}
+    for type_ in TYPES:
+        handler = _single(type_)
+        handlers[f"/v1/{type_}"] = handlers[f"/v1/{type_[0]}"] = handler
+    for path in BATCH_PATHS:
+        handlers["/v1" + path] = collect_batch
+    return handlers
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["collect"])
+    handlers = ingest_handlers()
     for type_ in TYPES:
         doc = _body_doc(MESSAGE_MODELS[type_].__name__)
         for path in (f"/{type_}", f"/{type_[0]}"):
             router.add_api_route(
                 path,
-                _single(type_),
+                handlers["/v1" + path],
                 methods=["POST"],
                 response_model=IngestResponse,
                 responses=ERRORS,
@@ -115,10 +132,10 @@ def build_router() -> APIRouter:
                 operation_id=f"collect{path.replace('/', '_')}",
                 summary=f"{type_.capitalize()} (also /v1/{type_[0]})",
             )
-    for path in ("/batch", "/import", "/b"):
+    for path in BATCH_PATHS:
         router.add_api_route(
             path,
-            collect_batch,
+            handlers["/v1" + path],
             methods=["POST"],
             response_model=IngestResponse,
             responses=ERRORS,

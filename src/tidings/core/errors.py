@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from starlette.responses import Response
+
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
@@ -64,3 +67,12 @@ class TooManyRequests(TidingsError):
 
 class ServiceUnavailable(TidingsError):
     status = 503
+
+
+def error_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    """The JSON answer for an error, the same from every handler and middleware."""
+    return Response(
+        orjson.dumps(body), status_code=status, headers=headers, media_type="application/json"
+    )
