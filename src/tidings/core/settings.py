@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     )
     machine_user_agents: list[str] = Field(
         default_factory=list,
-        description="Extra regular expressions (searched, case-insensitive) for machine user agents",
+        description="Extra regular expressions (case-insensitive) for machine user agents",
     )
     scanner_click_window_s: float = Field(
         default=10.0,

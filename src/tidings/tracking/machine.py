@@ -67,7 +67,7 @@ class IpRanges:
             network = ipaddress.ip_network(cidr.strip(), strict=False)
             key = (network.version, network.prefixlen)
             by_length.setdefault(key, set()).add(int(network.network_address))
-        # Longest prefixes first: nothing depends on it, but it is the likelier hit for egress lists.
+        # Longest prefixes first: the likelier hit for egress lists (nothing depends on it).
         self._by_length = sorted(
             ((version, length, frozenset(nets)) for (version, length), nets in by_length.items()),
             key=lambda item: -item[1],
@@ -135,7 +135,10 @@ _CLIENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("yahoo", _YAHOO_PROXY),
     # Outlook desktop: "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.…; Pro)";
     # the mobile apps say Outlook-iOS / Outlook-Android.
-    ("outlook", re.compile(r"Microsoft Outlook|\bms-office\b|MSOffice|Outlook-(?:iOS|Android)", re.I)),
+    (
+        "outlook",
+        re.compile(r"Microsoft Outlook|\bms-office\b|MSOffice|Outlook-(?:iOS|Android)", re.I),
+    ),
     ("thunderbird", re.compile(r"Thunderbird", re.I)),
     # Apple Mail loads images in WebKit without the "Safari/" token a browser adds.
     (
