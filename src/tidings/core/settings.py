@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -95,6 +97,46 @@ class Settings(BaseSettings):
     images_failure_ttl_s: float = 60.0
     images_memory_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
+
+    # Machine fetches (tracking/machine.py): opens prefetched by Apple Mail Privacy Protection
+    # and security scanners. 17.0.0.0/8 is Apple's own network (ASN 714); Apple publishes the
+    # full egress list MPP and iCloud Private Relay share at
+    # https://mask-api.icloud.com/egress-ip-ranges.csv (large; add its ranges here to use it).
+    machine_ip_ranges: list[str] = Field(
+        default_factory=lambda: ["17.0.0.0/8"],
+        description="CIDRs (IPv4 or IPv6) whose image fetches are machine opens",
+    )
+    machine_user_agents: list[str] = Field(
+        default_factory=list,
+        description="Extra regular expressions (case-insensitive) for machine user agents",
+    )
+    scanner_click_window_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="A click or open this soon after delivery counts as a scanner's",
+    )
+
+    @field_validator("machine_ip_ranges")
+    @classmethod
+    def _cidrs_parse(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"machine_ip_ranges: {cidr!r} is not a CIDR ({exc})") from exc
+        return value
+
+    @field_validator("machine_user_agents")
+    @classmethod
+    def _regexes_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"machine_user_agents: {pattern!r} is not a regular expression ({exc})"
+                ) from exc
+        return value
 
     @property
     def is_sqlite(self) -> bool:
