@@ -250,6 +250,24 @@ class CollectStore:
                 found.extend(LogEvent(*row) for row in conn.execute(query))
         return sorted(found, key=lambda e: e.seq)
 
+    def events_named(
+        self, seqs: Sequence[int], name: str, since_ms: int | None, limit: int
+    ) -> list[tuple[int, str]]:
+        """``(timestamp, payload)`` of the track events called ``name`` among ``seqs`` (at or
+        after ``since_ms``), newest first, at most ``limit``: what a behaviour condition of a
+        targeting rule counts, by primary key and never a scan."""
+        found: list[tuple[int, str]] = []
+        with self.engine.connect() as conn:
+            for part in chunks(sorted(set(seqs)), 500):
+                query = select(events.c.timestamp, events.c.payload).where(
+                    events.c.seq.in_(part), events.c.event == name, events.c.type == "track"
+                )
+                if since_ms is not None:
+                    query = query.where(events.c.timestamp >= since_ms)
+                found.extend((int(ts), payload) for ts, payload in conn.execute(query))
+        found.sort(key=lambda row: row[0], reverse=True)
+        return found[:limit]
+
     def head_seq(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.max(events.c.seq))).scalar() or 0)

@@ -181,6 +181,23 @@ class ProfileService:
             "cursor": {"has_more": more, "next": str(next_before) if next_before else None},
         }
 
+    def state_of(self, ref: ProfileRef) -> ProfileState | None:
+        """The profile's derived state, or ``None`` before its first event is applied."""
+        row = self.profiles.row(ref.profile_id)
+        return ProfileState.from_json(row["state"]) if row is not None else None
+
+    def behaviour(
+        self, ref: ProfileRef, name: str, since_ms: int | None, limit: int = 1000
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """``(timestamp_ms, properties)`` of the person's ``name`` track events at or after
+        ``since_ms``, newest first (events older than the retention window are gone)."""
+        seqs = self.profiles.timeline_seqs(ref.identifiers)
+        out: list[tuple[int, dict[str, Any]]] = []
+        for ts, payload in self.collect.events_named(seqs, name, since_ms, limit):
+            props = orjson.loads(payload).get("properties")
+            out.append((ts, props if isinstance(props, dict) else {}))
+        return out
+
     def identities(self, ref: ProfileRef) -> dict[str, Any]:
         rows = self.identity.identities_of(ref.profile_id)
         return {
