@@ -218,6 +218,11 @@ def build_router() -> APIRouter:
             )
         )
 
+    @router.get("/i/{rest:path}", include_in_schema=False)
+    def open_anything_else(rest: str) -> Response:
+        """Any other path under /i/ (``../`` tricks, extra segments) is still an image."""
+        return _image(Served(*TRANSPARENT, "bad_path"))
+
     def _redirect(target: str) -> Response:
         return RedirectResponse(target, status_code=302, headers=NO_STORE)
 
