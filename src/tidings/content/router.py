@@ -81,7 +81,10 @@ def build_router() -> APIRouter:
         status_code=201,
         summary="Create a content block",
         response_model=BlockOut,
-        responses={422: error("A field that cannot be used; `field` names it")},
+        responses={
+            400: error("A body that is not JSON"),
+            422: error("A field that cannot be used; `field` names it"),
+        },
     )
     async def create_block(body: BlockIn, c: AdminDep) -> dict[str, Any]:
         """A block is one placement in an email: an app with its config (a grid of products,
@@ -109,7 +112,11 @@ def build_router() -> APIRouter:
         "/v1/blocks/{id}",
         summary="Replace a block",
         response_model=BlockOut,
-        responses={**NOT_FOUND, 422: error("A field that cannot be used; `field` names it")},
+        responses={
+            **NOT_FOUND,
+            400: error("A body that is not JSON"),
+            422: error("A field that cannot be used; `field` names it"),
+        },
     )
     async def put_block(id: str, body: BlockIn, c: AdminDep) -> dict[str, Any]:
         """The block becomes exactly this; its version goes up (decisions name the version
