@@ -4,25 +4,20 @@ library's :class:`~tidings.content.render.ports.Catalog` port."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from tidings.catalog.service import CatalogService
 from tidings.catalog.store import CatalogProduct
 
+# What renders read of a product (the rest of the row is the catalog's bookkeeping).
+RENDER_FIELDS: Final = (
+    "product_id", "name", "price", "sale_price", "currency", "image_url", "url",
+    "category", "brand", "in_stock",
+)  # fmt: skip
+
 
 def _as_render(product: CatalogProduct) -> dict[str, Any]:
-    return {
-        "product_id": product.product_id,
-        "name": product.name,
-        "price": product.price,
-        "sale_price": product.sale_price,
-        "currency": product.currency,
-        "image_url": product.image_url,
-        "url": product.url,
-        "category": product.category,
-        "brand": product.brand,
-        "in_stock": product.in_stock,
-    }
+    return {name: getattr(product, name) for name in RENDER_FIELDS}
 
 
 class RenderCatalog:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tidings.core.deps import AdminDep, ContainerDep
+from tidings.core.deps import AdminDep, Container, ContainerDep
 from tidings.core.http import client_ip
 from tidings.core.schemas import UNAUTHORIZED, error
 
@@ -61,6 +61,20 @@ def _split(name: str) -> tuple[str, str] | None:
     if not dot or ext.lower() not in EXTENSIONS:
         return None
     return stem, ext.lower()
+
+
+def _open(
+    request: Request, c: Container, block: str, slot: int | None, u: str | None, s: str | None
+) -> Response:
+    served = c.content.render(
+        block,
+        u,
+        slot=slot,
+        send_id=s,
+        user_agent=request.headers.get("user-agent"),
+        client_ip=client_ip(request),
+    )
+    return _image(served)
 
 
 def _utm(request: Request) -> dict[str, str | None]:
@@ -184,15 +198,7 @@ def build_router() -> APIRouter:
         parts = _split(name)
         if parts is None:
             return _image(Served(*TRANSPARENT, "bad_path"))
-        return _image(
-            c.content.render(
-                parts[0],
-                u,
-                send_id=s,
-                user_agent=request.headers.get("user-agent"),
-                client_ip=client_ip(request),
-            )
-        )
+        return _open(request, c, parts[0], None, u, s)
 
     @router.get(
         "/i/{block}/{name}",
@@ -214,16 +220,7 @@ def build_router() -> APIRouter:
         parts = _split(name)
         if parts is None or not parts[0].isdigit() or len(parts[0]) > 2:
             return _image(Served(*TRANSPARENT, "bad_path"))
-        return _image(
-            c.content.render(
-                block,
-                u,
-                slot=int(parts[0]),
-                send_id=s,
-                user_agent=request.headers.get("user-agent"),
-                client_ip=client_ip(request),
-            )
-        )
+        return _open(request, c, block, int(parts[0]), u, s)
 
     @router.get("/i/{rest:path}", include_in_schema=False)
     def open_anything_else(rest: str) -> Response:
