@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +31,14 @@ from tidings.collect.schemas import DOC_MODELS
 from tidings.collect.service import CollectService
 from tidings.collect.sources import SourceService
 from tidings.collect.store import CollectStore
+from tidings.content import router as content_router
+from tidings.content.blocks import BlockService
+from tidings.content.decisions import DecisionLog
+from tidings.content.ports import RenderCatalog
+from tidings.content.recipients import ProfileViews
+from tidings.content.render import RenderCaches
+from tidings.content.service import ContentService
+from tidings.content.store import ContentStore
 from tidings.core import migrate
 from tidings.core.auth import TokenService
 from tidings.core.clock import Clock, SystemClock
@@ -39,6 +47,7 @@ from tidings.core.deps import Container, container_of
 from tidings.core.errors import TidingsError, error_response
 from tidings.core.settings import Settings
 from tidings.identity.config import rules_from_settings
+from tidings.identity.graph import Identifier
 from tidings.identity.store import IdentityStore
 from tidings.pipeline import router as pipeline_router
 from tidings.pipeline.lease import lease_for
@@ -95,6 +104,31 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
     queue.on_commit.append(pipeline.notify)
     profile_service = ProfileService(db, rules, store, identity, profile_store, cursors, clock)
     profile_service.on_reset.append(catalog_store.reset_views)
+    catalog = CatalogService(db, catalog_store, clock, cache_ttl_s=settings.catalog_cache_ttl_s)
+    images = ImageCache(settings)
+    content_store = ContentStore(db.engine)
+    decisions = DecisionLog(
+        db,
+        content_store,
+        flush_s=settings.content_decision_flush_s,
+        batch_max=settings.content_decision_batch,
+        queue_max=settings.content_decision_queue_max,
+        latest_max=settings.content_latest_max,
+        lock_memory_bytes=settings.content_lock_memory_bytes,
+    )
+    views = ProfileViews(profile_service, settings.content_profile_ttl_s)
+    blocks = BlockService(content_store, clock, ttl_s=settings.content_block_ttl_s)
+    blocks.on_delete.append(decisions.drop_block)
+    pipeline.on_applied.append(views.changed)
+
+    def forget_person(profile_id: str, identifiers: Sequence[Identifier]) -> None:
+        views.changed([profile_id])
+        decisions.forget(profile_id, [i.value for i in identifiers])
+
+    profile_service.on_delete.append(forget_person)
+    content = ContentService(
+        blocks, decisions, views, RenderCatalog(catalog), images, RenderCaches(), clock, settings
+    )
     return Container(
         settings=settings,
         clock=clock,
@@ -108,8 +142,10 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         pipeline=pipeline,
         profiles=profile_service,
         retention=Retention(db, store, profile_store, cursors, clock, settings.retention_days),
-        catalog=CatalogService(db, catalog_store, clock, cache_ttl_s=settings.catalog_cache_ttl_s),
-        images=ImageCache(settings),
+        catalog=catalog,
+        images=images,
+        content=content,
+        decisions=decisions,
     )
 
 
@@ -177,6 +213,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         if settings.auto_migrate:
             migrate.upgrade(container.db.engine)
         container.ingest.start()
+        container.decisions.start()
         background: list[asyncio.Task[None]] = []
         if settings.pipeline_in_process:
             container.pipeline.start()
@@ -193,6 +230,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await container.ingest.stop()
+            await container.decisions.stop()
             if settings.pipeline_in_process:
                 await container.pipeline.stop()
             container.db.close()
@@ -221,6 +259,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         profiles_router.build_router(),
         pipeline_router.build_router(),
         catalog_router.build_router(),
+        content_router.build_router(),
     ):
         _mount(app, router)
 

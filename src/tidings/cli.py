@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tidings.catalog.cli import catalog_app
+from tidings.content.cli import blocks_app
 from tidings.core import migrate as migrations
 from tidings.core.auth import TokenService
 from tidings.core.clock import SystemClock, from_ms, iso
@@ -42,6 +43,7 @@ retention_app = typer.Typer(no_args_is_help=True, help="Purging expired events."
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(retention_app, name="retention")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(blocks_app, name="blocks")
 console = Console()
 
 DbOption = Annotated[

@@ -85,3 +85,40 @@ def test_the_console_script_runs() -> None:
     )
     for command in ("serve", "migrate", "sources", "tokens", "demo"):
         assert command in out.stdout
+
+
+def test_blocks_create_list_and_show(db_url: str) -> None:
+    r = runner.invoke(
+        app,
+        [
+            "blocks",
+            "create",
+            "Cart",
+            "--app",
+            "cart_items",
+            "--format",
+            "jpeg",
+            "--fallback-link",
+            "https://shop.example/",
+            "--lock",
+            "--db",
+            db_url,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    block_id = r.output.split()[1]
+    assert block_id.startswith("blk_") and f"/i/{block_id}.jpg" in r.output
+
+    r = runner.invoke(app, ["blocks", "list", "--db", db_url])
+    assert r.exit_code == 0 and block_id in r.output and "cart_items" in r.output
+
+    r = runner.invoke(app, ["blocks", "show", block_id, "--db", db_url])
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.output)
+    assert shown["lock_after_first_open"] is True and shown["format"] == "jpeg"
+    assert shown["fallback"] == {"kind": "collapse", "link_url": "https://shop.example/"}
+
+    r = runner.invoke(app, ["blocks", "create", "Bad", "--app", "countdown", "--db", db_url])
+    assert r.exit_code == 1 and "deadline" in r.output
+    r = runner.invoke(app, ["blocks", "show", "blk_00000000000000000000", "--db", db_url])
+    assert r.exit_code == 1 and "no block" in r.output

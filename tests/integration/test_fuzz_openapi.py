@@ -10,6 +10,7 @@ import base64
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -50,12 +51,22 @@ class FuzzTarget:
         self.app = create_app(
             Settings(database_url=url, data_dir=root / "data", debugger_poll_s=0.05)
         )
+        # A real block, so half the content cases open, click and read an existing one.
+        self.block_id = _make_block(self.app, self.creds.admin_token)
 
     def authorize(self, case: schemathesis.Case) -> None:
         """Credentials that get the case past auth, and real ids where the case names one."""
         path = case.operation.path
         params = case.path_parameters if case.path_parameters is not None else {}
-        if path.startswith(("/v1/profiles", "/v1/pipeline", "/v1/catalog")):
+        if path.startswith(("/i/", "/c/", "/v1/blocks")):
+            for name in ("id", "block"):
+                if name in params and _coin(case):
+                    params[name] = self.block_id
+            if path == "/i/{name}" and _coin(case):
+                params["name"] = f"{self.block_id}.png"
+        if path.startswith(("/i/", "/c/")):
+            return
+        if path.startswith(("/v1/profiles", "/v1/pipeline", "/v1/catalog", "/v1/blocks")):
             case.headers = {
                 **(case.headers or {}),
                 "Authorization": f"Bearer {self.creds.admin_token}",
@@ -77,6 +88,20 @@ class FuzzTarget:
             params["write_key"] = self.creds.write_key
         basic = base64.b64encode(f"{self.creds.write_key}:".encode()).decode()
         case.headers = {**(case.headers or {}), "Authorization": f"Basic {basic}"}
+
+
+def _make_block(app: Any, token: str) -> str:
+    from starlette.testclient import TestClient
+
+    body = {
+        "name": "fuzz",
+        "variants": [{"creative": {"app": "recently_viewed"}}],
+        "fallback": {"kind": "collapse", "link_url": "https://shop.example/"},
+    }
+    with TestClient(app) as client:
+        r = client.post("/v1/blocks", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
 
 
 def _coin(case: schemathesis.Case) -> bool:
@@ -114,7 +139,7 @@ def test_every_operation_without_auth(case: schemathesis.Case, fuzz_target: Fuzz
     response = case.call_and_validate(app=fuzz_target.app, checks=CHECKS, timeout=30)
     if (
         case.operation.path.startswith(
-            ("/v1/sources", "/v1/profiles", "/v1/pipeline", "/v1/catalog")
+            ("/v1/sources", "/v1/profiles", "/v1/pipeline", "/v1/catalog", "/v1/blocks")
         )
         and case.method.upper() == case.operation.method.upper()
     ):

@@ -16,6 +16,8 @@ from tidings.collect.ingest import IngestQueue
 from tidings.collect.service import CollectService
 from tidings.collect.sources import SourceService
 from tidings.collect.store import CollectStore
+from tidings.content.decisions import DecisionLog
+from tidings.content.service import ContentService
 from tidings.core.auth import TokenService
 from tidings.core.clock import Clock
 from tidings.core.db import Database
@@ -43,6 +45,8 @@ class Container:
     retention: Retention
     catalog: CatalogService
     images: ImageCache
+    content: ContentService
+    decisions: DecisionLog
 
 
 def container_of(conn: HTTPConnection) -> Container:

@@ -96,6 +96,26 @@ class Settings(BaseSettings):
     images_max_redirects: int = 3
     images_failure_ttl_s: float = 60.0
     images_memory_bytes: int = 64 * 1024 * 1024
+    # Open-time content (content/): caches of the render path and the decision writer.
+    content_profile_ttl_s: float = Field(
+        default=1.0, ge=0, description="How long a recipient's profile view is reused"
+    )
+    content_block_ttl_s: float = Field(
+        default=2.0, ge=0, description="How long a block is reused before it is read again"
+    )
+    content_decision_flush_s: float = Field(
+        default=0.2, gt=0, description="How long the decision writer gathers before a commit"
+    )
+    content_decision_batch: int = Field(default=2000, ge=1)
+    content_decision_queue_max: int = Field(
+        default=50_000,
+        ge=1,
+        description="Decisions waiting to be written; beyond, the oldest are dropped (and counted)",
+    )
+    content_latest_max: int = Field(
+        default=100_000, ge=1, description="Latest decisions kept in memory for clicks"
+    )
+    content_lock_memory_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     log_level: str = "info"
 
     # Machine fetches (tracking/machine.py): opens prefetched by Apple Mail Privacy Protection

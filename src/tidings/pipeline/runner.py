@@ -111,6 +111,9 @@ class Pipeline:
         self._closing = False
         self._wakeup: asyncio.Event | None = None
         self._prepare_thread: ThreadPoolExecutor | None = None
+        # Called with the ids of the profiles a batch changed or removed, after its commit
+        # (caches of profile views drop them).
+        self.on_applied: list[Callable[[set[str]], None]] = []
 
     # -- batches, synchronously (the worker, tests, rebuilds) ----------------------------------
     def step(self) -> BatchResult:
@@ -198,6 +201,9 @@ class Pipeline:
             raise
         self._position = plan.last_seq
         self.stats.record(plan, done)
+        changed = plan.dirty | plan.deleted_profiles
+        for listener in self.on_applied:
+            listener(changed)
 
     def _failed(self) -> None:
         self.projector.reset()

@@ -113,6 +113,28 @@ class ProfileService:
         assert pid is not None
         return ProfileRef(pid, tuple(Identifier(r["id_type"], r["id_value"]) for r in rows))
 
+    def find_recipient(self, value: str) -> tuple[str, ProfileState] | None:
+        """The profile an email's recipient value names, and its derived state, or ``None``.
+
+        ``value`` is read as an email address (normalized) when it holds an ``@``, else as a
+        user id, then as each configured external id type, in that order; the first that a
+        profile holds wins. One identities read and one profiles read, for open-time renders.
+        """
+        value = value.strip()
+        candidates: list[Identifier] = []
+        if "@" in value:
+            candidates.append(Identifier(EMAIL, normalize_email(value)))
+        candidates.append(Identifier(USER_ID, value))
+        for spec in self.rules.external:
+            candidates.append(Identifier(spec.type, value.lower() if spec.lowercase else value))
+        found = self.identity.profiles_of(candidates)
+        for identifier in candidates:
+            pid = found.get(identifier)
+            if pid is not None:
+                state = self.profiles.states([pid]).get(pid)
+                return (pid, state) if state is not None else None
+        return None
+
     def _state(self, ref: ProfileRef) -> tuple[ProfileState, dict[str, Any]]:
         row = self.profiles.row(ref.profile_id)
         if row is None:

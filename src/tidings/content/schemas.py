@@ -1,0 +1,196 @@
+"""The content API's shapes: blocks (what is saved), alarms and render decisions (what is read).
+
+A block's ``variants`` are a list of ``{id, rule, creative}`` so the rules issue can add a
+waterfall without a new table or migration; today a block holds exactly one variant whose
+``rule`` is ``null``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .render.countdown import zone
+
+AppKind = Literal["recently_viewed", "cart_items", "last_order", "recommended", "countdown", "text"]
+ImageFormat = Literal["png", "jpeg", "gif"]
+Url = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+def _http_url(value: str) -> str:
+    value = value.strip()
+    if not value.lower().startswith(("http://", "https://")) or len(value) < 10:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
+class Creative(BaseModel):
+    """What a variant shows: a render ``app`` and its ``config`` (its layout or style inside),
+    encoded as ``format`` (``gif`` for a countdown, else ``png`` or ``jpeg``; by default the
+    config's) at ``quality`` (JPEG)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app: AppKind
+    config: dict[str, Any] = Field(default_factory=dict)
+    format: ImageFormat | None = None
+    quality: int | None = Field(None, ge=30, le=95)
+
+
+class Variant(BaseModel):
+    """One step of the block's waterfall. ``rule`` is reserved for targeting rules and must
+    be ``null`` for now (the variant always applies)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    rule: dict[str, Any] | None = None
+    creative: Creative
+
+
+class ImageFallback(BaseModel):
+    """A static image (served at the block's width) and where a click on it leads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["image"]
+    image_url: Url
+    link_url: Url
+
+    _urls = field_validator("image_url", "link_url")(_http_url)
+
+
+class CollapseFallback(BaseModel):
+    """A 1×1 transparent image: the block disappears from the email. A click (unlikely on
+    a pixel) leads to ``link_url`` if given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["collapse"]
+    link_url: Url | None = None
+
+    @field_validator("link_url")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+
+Fallback = Annotated[ImageFallback | CollapseFallback, Field(discriminator="kind")]
+
+
+class Utm(BaseModel):
+    """UTM parameters appended to every click's target (a parameter the target already has,
+    or the click URL overrides, wins); ``null`` leaves one out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field("tidings", max_length=200)
+    medium: str | None = Field("email", max_length=200)
+    campaign: str | None = Field(None, max_length=200)
+    content: str | None = Field(None, max_length=200)
+
+
+class BlockIn(BaseModel):
+    """A content block: one placement in an email."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    variants: list[Variant] = Field(min_length=1, max_length=1)
+    fallback: Fallback
+    lock_after_first_open: bool = Field(
+        False, description="Re-opens by the same recipient show the first open's image and links"
+    )
+    machine_opens: Literal["render", "fallback"] = Field(
+        "render", description="What Apple Mail Privacy Protection and scanners are served"
+    )
+    utm: Utm = Utm()
+    timezone: str = Field(
+        "UTC",
+        max_length=64,
+        description="For wall-clock countdown deadlines, when the recipient has no timezone trait",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if zone(value) is None:
+            raise ValueError(f"{value!r} is not an IANA time zone (such as 'Europe/Berlin')")
+        return value
+
+
+class AlarmOut(BaseModel):
+    code: Literal["merge_tag", "empty_recipient"]
+    message: str
+    count: int
+    first_seen: str
+    last_seen: str
+    example: str
+
+
+class BlockOut(BlockIn):
+    id: str
+    version: int
+    format: ImageFormat
+    width: int = Field(description="Display width in pixels (the <img width>)")
+    image_path: str = Field(examples=["/i/blk_0123456789abcdef0123.png"])
+    click_path: str = Field(examples=["/c/blk_0123456789abcdef0123"])
+    created_at: str
+    updated_at: str
+    alarms: list[AlarmOut] = Field(default_factory=list)
+
+
+class BlockList(BaseModel):
+    data: list[BlockOut]
+
+
+class AlarmList(BaseModel):
+    block_id: str
+    data: list[AlarmOut]
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class ShownOut(BaseModel):
+    index: int
+    product_id: str | None
+    name: str | None
+    url: str | None
+
+
+class DecisionOut(BaseModel):
+    id: int
+    block_id: str
+    block_version: int
+    variant: str | None
+    recipient: str
+    profile_id: str | None
+    send_id: str | None
+    served: Literal["render", "locked", "fallback"]
+    reason: str
+    slot: int | None
+    shown: list[ShownOut]
+    at: str
+    user_agent: str | None
+    ip_class: str
+    machine: bool
+    fetch_kind: str
+    duration_ms: float
+
+
+class DecisionList(BaseModel):
+    block_id: str
+    data: list[DecisionOut]
