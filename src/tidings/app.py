@@ -46,6 +46,8 @@ from tidings.core.db import Database
 from tidings.core.deps import Container, container_of
 from tidings.core.errors import TidingsError, error_response
 from tidings.core.settings import Settings
+from tidings.demo import router as demo_router
+from tidings.demo.pictures import Pictures
 from tidings.identity.config import rules_from_settings
 from tidings.identity.graph import Identifier
 from tidings.identity.store import IdentityStore
@@ -146,6 +148,7 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         images=images,
         content=content,
         decisions=decisions,
+        pictures=Pictures(),
     )
 
 
@@ -260,6 +263,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         pipeline_router.build_router(),
         catalog_router.build_router(),
         content_router.build_router(),
+        demo_router.build_router(),
     ):
         _mount(app, router)
 

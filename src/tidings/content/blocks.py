@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from tidings.core.clock import Clock, from_ms, iso, to_ms
 from tidings.core.errors import NotFound, TidingsError
 from tidings.core.ids import new_id
+from tidings.rules import ALWAYS, Rule
 
 from .render import App, TemplateError, build_app
 from .render.countdown import CountdownApp
@@ -41,6 +42,7 @@ class CompiledVariant:
     format: str  # png, jpeg or gif
     width: int  # display pixels
     scale: int
+    rule: Rule = ALWAYS
 
     @property
     def has_slots(self) -> bool:
@@ -121,12 +123,11 @@ def compile_block(row: BlockRow) -> CompiledBlock:
     variants = []
     for i, variant in enumerate(spec.variants):
         where = f"variants.{i}"
-        if variant.rule is not None:
-            raise _unprocessable(
-                f"{where}.rule", "targeting rules are not supported yet: leave rule null"
-            )
         app = _compile_creative(variant.creative, spec.timezone, f"{where}.creative")
-        variants.append(_variant(variant.id, variant.creative.app, app))
+        compiled = _variant(variant.id, variant.creative.app, app)
+        if variant.rule is not None:
+            compiled = replace(compiled, rule=variant.rule)
+        variants.append(compiled)
     return CompiledBlock(
         row.id, row.version, spec.name, spec, tuple(variants), row.created_at, row.updated_at
     )

@@ -85,6 +85,8 @@ class Decision:
     machine: bool
     fetch_kind: str
     duration_ms: float
+    rules_ms: float = 0.0  # of duration_ms, evaluating the waterfall's rules
+    waterfall: str = ""  # each variant tried and its outcome: "cart:no_match viewed:chosen"
     seq: int = 0  # this process's order of records (ties of at_ms)
 
     def url_of(self, index: int) -> str | None:
@@ -112,6 +114,8 @@ class Decision:
             self.machine,
             self.fetch_kind,
             round(self.duration_ms, 3),
+            round(self.rules_ms, 3),
+            self.waterfall,
         )
 
     @classmethod
@@ -134,6 +138,8 @@ class Decision:
             bool(row["machine"]),
             row["fetch_kind"],
             float(row["duration_ms"]),
+            float(row["rules_ms"]),
+            row["waterfall"],
             seq=int(row["id"]),
         )
 

@@ -14,7 +14,6 @@ changed at once, other processes' show within the TTL.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -23,20 +22,12 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from tidings.profiles.service import ProfileService
+from tidings.profiles.state import ProfileState
 
 from .render.profile import RenderProfile
+from .tags import is_unsubstituted_merge_tag, restore_plus_signs
 
 MAX_RECIPIENT_CHARS: Final = 320
-MERGE_TAG: Final = re.compile(
-    r"\*\|.*\|\*"  # Mailchimp *|EMAIL|*
-    r"|%%.*%%"  # Salesforce Marketing Cloud %%emailaddr%%
-    r"|\{\{.*\}\}|\{%.*%\}"  # Liquid / Jinja / Handlebars: Braze, Klaviyo, Iterable, HubSpot
-    r"|\$\{.*\}"  # ${email}
-    r"|<%.*%>"  # ERB / ASP
-    r"|\[[^\]]*\]"  # [email]
-    r"|%[A-Za-z_][\w.-]*%",  # %email%
-    re.DOTALL,
-)
 
 Problem = Literal["merge_tag", "empty_recipient", "malformed_recipient"]
 ALARM_MESSAGES: Final = {
@@ -57,10 +48,11 @@ def read_recipient(u: str | None) -> Recipient | Problem:
     """``u`` as a recipient, or what is wrong with it (see the module)."""
     if u is None or not u.strip():
         return "empty_recipient"
-    value = u.strip()
+    # An ESP that substitutes the address raw turns its "+" into a space in the query.
+    value = restore_plus_signs(u)
     if len(value) > MAX_RECIPIENT_CHARS or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         return "malformed_recipient"
-    if MERGE_TAG.search(value):
+    if is_unsubstituted_merge_tag(value) is not None:
         return "merge_tag"
     key = value.lower() if "@" in value else value
     return Recipient(value, key)
@@ -70,6 +62,7 @@ def read_recipient(u: str | None) -> Recipient | Problem:
 class ProfileView:
     profile_id: str
     profile: RenderProfile
+    state: ProfileState  # what targeting rules read (derived numbers, traits)
 
 
 class ProfileViews:
@@ -104,7 +97,9 @@ class ProfileViews:
             self.misses += 1
         found = self.profiles.find_recipient(recipient.given)
         view = (
-            ProfileView(found[0], RenderProfile.from_state(found[1])) if found is not None else None
+            ProfileView(found[0], RenderProfile.from_state(found[1]), found[1])
+            if found is not None
+            else None
         )
         if self.ttl_s > 0:
             self._put(recipient.key, view, now + self.ttl_s)

@@ -73,8 +73,17 @@ def _open(
         send_id=s,
         user_agent=request.headers.get("user-agent"),
         client_ip=client_ip(request),
+        country=_country(request, c),
     )
     return _image(served)
+
+
+def _country(request: Request, c: Container) -> str | None:
+    """The opener's country from the header a trusted proxy sets (``CF-IPCountry``, …), when
+    ``TIDINGS_CONTENT_COUNTRY_HEADER`` names one: an ISO code, upper-cased."""
+    header = c.settings.content_country_header
+    value = request.headers.get(header, "").strip() if header else ""
+    return value.upper() if 2 <= len(value) <= 3 and value.isalpha() else None
 
 
 def _utm(request: Request) -> dict[str, str | None]:

@@ -1,8 +1,8 @@
 """The content API's shapes: blocks (what is saved), alarms and render decisions (what is read).
 
-A block's ``variants`` are a list of ``{id, rule, creative}`` so the rules issue can add a
-waterfall without a new table or migration; today a block holds exactly one variant whose
-``rule`` is ``null``.
+A block's ``variants`` are a waterfall: a list of ``{id, rule, creative}``, tried in order;
+the first whose targeting rule (:mod:`tidings.rules`) matches and whose content is not empty is
+shown, and the block's ``fallback`` ends every waterfall.
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tidings.rules.model import Rule, check_size
+
 from .render.countdown import zone
+
+MAX_VARIANTS = 20
 
 AppKind = Literal["recently_viewed", "cart_items", "last_order", "recommended", "countdown", "text"]
 ImageFormat = Literal["png", "jpeg", "gif"]
@@ -41,14 +45,23 @@ class Creative(BaseModel):
 
 
 class Variant(BaseModel):
-    """One step of the block's waterfall. ``rule`` is reserved for targeting rules and must
-    be ``null`` for now (the variant always applies)."""
+    """One step of the block's waterfall: shown when ``rule`` matches (``null``: always) and
+    its creative has something to show; otherwise the next variant is tried."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
-    rule: dict[str, Any] | None = None
+    rule: Rule | None = Field(
+        None, description="A targeting rule (see docs/api.md, Targeting rules); null: always"
+    )
     creative: Creative
+
+    @field_validator("rule")
+    @classmethod
+    def _bounded(cls, value: Rule | None) -> Rule | None:
+        if value is not None:
+            check_size(value)
+        return value
 
 
 class ImageFallback(BaseModel):
@@ -99,7 +112,7 @@ class BlockIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    variants: list[Variant] = Field(min_length=1, max_length=1)
+    variants: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
     fallback: Fallback
     lock_after_first_open: bool = Field(
         False, description="Re-opens by the same recipient show the first open's image and links"
@@ -113,6 +126,16 @@ class BlockIn(BaseModel):
         max_length=64,
         description="For wall-clock countdown deadlines, when the recipient has no timezone trait",
     )
+
+    @field_validator("variants")
+    @classmethod
+    def _distinct_ids(cls, value: list[Variant]) -> list[Variant]:
+        seen: set[str] = set()
+        for variant in value:
+            if variant.id in seen:
+                raise ValueError(f"two variants have the id {variant.id!r}: ids must differ")
+            seen.add(variant.id)
+        return value
 
     @field_validator("name")
     @classmethod
@@ -189,6 +212,12 @@ class DecisionOut(BaseModel):
     machine: bool
     fetch_kind: str
     duration_ms: float
+    rules_ms: float = Field(description="Of duration_ms, the time spent evaluating rules")
+    waterfall: str = Field(
+        description="Each variant tried, in order, and its outcome (chosen, no_match, "
+        "fell_through)",
+        examples=["cart:no_match viewed:chosen"],
+    )
 
 
 class DecisionList(BaseModel):

@@ -17,8 +17,9 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from PIL import Image
@@ -27,18 +28,19 @@ from tidings.catalog.images import ImageCache
 from tidings.core.clock import Clock, from_ms, iso, to_ms
 from tidings.core.errors import NotFound
 from tidings.core.settings import Settings
+from tidings.rules import EventFact, OpenContext, ProfileFacts, WaterfallResult, run_waterfall
 from tidings.tracking.machine import FetchKind, classify_fetch
 
-from .blocks import BlockService, CompiledBlock
+from .blocks import BlockService, CompiledBlock, CompiledVariant
 from .decisions import Decision, DecisionLog, Shown, shown_from_json, shown_json
 from .links import safe_target, with_utm
 from .ports import RenderCatalog
-from .recipients import ALARM_MESSAGES, ProfileViews, Recipient, read_recipient
+from .recipients import ALARM_MESSAGES, ProfileView, ProfileViews, Recipient, read_recipient
 from .render import RenderCaches, RenderContext, Rendered
 from .render.encode import encode
 from .render.products import ProductApp
 from .render.rendered import GIF, TRANSPARENT_GIF
-from .store import LockRow
+from .store import MAX_WATERFALL, LockRow
 
 MAX_SLOT: Final = 35  # a layout holds at most 6 × 6 products
 MAX_SEND_CHARS: Final = 200
@@ -117,6 +119,7 @@ class ContentService:
         send_id: str | None = None,
         user_agent: str | None = None,
         client_ip: str | None = None,
+        country: str | None = None,
     ) -> Served:
         """The image for this open (see the module); records the decision."""
         started = time.perf_counter()
@@ -133,7 +136,9 @@ class ContentService:
                 self.decisions.alarm(block.id, recipient, (u or "")[:200], at)
             return Served(*self._fallback(block, slot), recipient)
         fetch = classify_fetch(user_agent, client_ip, self.settings)
-        opening = _Open(block, recipient, _send_id(send_id), slot, at, user_agent, client_ip, fetch)
+        opening = _Open(
+            block, recipient, _send_id(send_id), slot, at, user_agent, client_ip, fetch, country
+        )
 
         if fetch.machine and block.spec.machine_opens == "fallback":
             return self._fall_back(opening, "machine_open", None, started)
@@ -149,17 +154,11 @@ class ContentService:
         view = self.views.get(recipient)
         if view is None:
             return self._fall_back(opening, "unknown_recipient", None, started)
-        variant = block.main
-        ctx = RenderContext(view.profile, self.catalog, self.images, now, self.caches)
-        rendered: Rendered
-        if slot is None or not variant.has_slots:
-            rendered = variant.app.render(ctx) if not slot else Rendered.nothing()
-        else:
-            assert isinstance(variant.app, ProductApp)
-            rendered = variant.app.render_slot(ctx, slot)
-        if rendered.empty:
-            reason = "empty_slot" if slot is not None else "nothing_to_show"
-            return self._fall_back(opening, reason, view.profile_id, started)
+        choice = self.choose(block, view, opening.context(now, view), slot=slot)
+        if choice.variant is None or choice.rendered is None or choice.rendered.empty:
+            reason = choice.reason if choice.variant is None else "empty_slot"
+            return self._fall_back(opening, reason, view.profile_id, started, choice.waterfall)
+        variant, rendered = choice.variant, choice.rendered
         shown = tuple(Shown(s.index, s.product_id, s.name, s.url) for s in rendered.slots)
         data, content_type, served = rendered.data, rendered.content_type, "render"
         lock_row: LockRow | None = None
@@ -182,14 +181,76 @@ class ContentService:
                 data, content_type, served = kept.data, kept.content_type, "locked"
                 shown = shown_from_json(kept.shown)
         decision = self._record(
-            opening, served, served, view.profile_id, shown, started, variant.id, lock_row
+            opening,
+            served,
+            served,
+            view.profile_id,
+            shown,
+            started,
+            variant.id,
+            lock_row,
+            choice.waterfall,
         )
         return Served(data, content_type, served, decision)
 
+    def choose(
+        self,
+        block: CompiledBlock,
+        view: ProfileView,
+        ctx: OpenContext,
+        *,
+        slot: int | None = None,
+        draw: bool = True,
+    ) -> Choice:
+        """Walk the block's waterfall for this person at this open: the first variant whose
+        rule matches and whose content is not empty, rendered (``draw``) or only checked.
+
+        For one slot's image the variant is judged by its whole grid, so all the slot images
+        of one email come from the same variant; the slot itself may still be empty."""
+        render_ctx = RenderContext(view.profile, self.catalog, self.images, ctx.now, self.caches)
+        facts = ProfileFacts(view.state, ctx.now_ms, events=self._behaviour(view.profile_id))
+        rendered: dict[int, Rendered] = {}
+
+        def accept(index: int) -> str | None:
+            variant = block.variants[index]
+            if not draw or slot is not None:
+                if not shows_something(variant, render_ctx):
+                    return "nothing to show"
+                if draw:
+                    rendered[index] = _render_slot(variant, render_ctx, slot or 0)
+                return None
+            out = variant.app.render(render_ctx)
+            if out.empty:
+                return "nothing to show"
+            rendered[index] = out
+            return None
+
+        result = run_waterfall([(v.id, v.rule) for v in block.variants], facts, ctx, accept)
+        if result.chosen is None:
+            tried = any(s.outcome == "fell_through" for s in result.steps)
+            return Choice(None, None, result, "nothing_to_show" if tried else "no_variant")
+        return Choice(block.variants[result.chosen], rendered.get(result.chosen), result, "")
+
+    def _behaviour(self, profile_id: str) -> Callable[[str, int | None], list[EventFact]]:
+        def load(name: str, since_ms: int | None) -> list[EventFact]:
+            return [
+                EventFact(ts, props)
+                for ts, props in self.views.profiles.behaviour(profile_id, name, since_ms)
+            ]
+
+        return load
+
     def _fall_back(
-        self, opening: _Open, reason: str, profile_id: str | None, started: float
+        self,
+        opening: _Open,
+        reason: str,
+        profile_id: str | None,
+        started: float,
+        waterfall: WaterfallResult | None = None,
     ) -> Served:
-        decision = self._record(opening, "fallback", reason, profile_id, (), started)
+        decision = self._record(
+            opening, "fallback", reason, profile_id, (), started, waterfall=waterfall
+        )
         return Served(*self._fallback(opening.block, opening.slot), reason, decision)
 
     def _record(
@@ -202,6 +263,7 @@ class ContentService:
         started: float,
         variant: str | None = None,
         lock: LockRow | None = None,
+        waterfall: WaterfallResult | None = None,
     ) -> Decision:
         block = opening.block
         decision = Decision(
@@ -222,6 +284,8 @@ class ContentService:
             machine=opening.fetch.machine,
             fetch_kind=opening.fetch.kind,
             duration_ms=(time.perf_counter() - started) * 1000,
+            rules_ms=waterfall.rules_ms if waterfall is not None else 0.0,
+            waterfall=waterfall_text(waterfall),
         )
         return self.decisions.record(decision, lock)
 
@@ -310,6 +374,38 @@ class ContentService:
 
 
 @dataclass(frozen=True, slots=True)
+class Choice:
+    """What a block's waterfall chose for one open: the variant and its image (``None``:
+    the fallback, for ``reason``), with every step of the walk."""
+
+    variant: CompiledVariant | None
+    rendered: Rendered | None
+    waterfall: WaterfallResult
+    reason: str
+
+
+def shows_something(variant: CompiledVariant, ctx: RenderContext) -> bool:
+    """Whether the variant's creative has content for this person (product grids need their
+    minimum of products; a headline or a countdown always shows)."""
+    app = variant.app
+    return app.would_show(ctx) if isinstance(app, ProductApp) else True
+
+
+def _render_slot(variant: CompiledVariant, ctx: RenderContext, slot: int) -> Rendered:
+    if variant.has_slots:
+        assert isinstance(variant.app, ProductApp)
+        return variant.app.render_slot(ctx, slot)
+    return variant.app.render(ctx) if slot == 0 else Rendered.nothing()
+
+
+def waterfall_text(result: WaterfallResult | None) -> str:
+    """``"cart:no_match viewed:chosen"``: the walk in a line, as decisions keep it."""
+    if result is None:
+        return ""
+    return " ".join(f"{s.name}:{s.outcome}" for s in result.steps)[:MAX_WATERFALL]
+
+
+@dataclass(frozen=True, slots=True)
 class _Open:
     block: CompiledBlock
     recipient: Recipient
@@ -319,6 +415,20 @@ class _Open:
     user_agent: str | None
     client_ip: str | None
     fetch: FetchKind
+    country: str | None = None
+
+    def context(self, now: datetime, view: ProfileView) -> OpenContext:
+        return OpenContext(
+            now=now,
+            recipient=self.recipient.key,
+            block_id=self.block.id,
+            timezone=view.profile.timezone or self.block.spec.timezone,
+            user_agent=self.user_agent,
+            device=self.fetch.device,
+            client=self.fetch.client,
+            country=self.country,
+            machine=self.fetch.machine,
+        )
 
 
 def _decision_json(d: Decision) -> dict[str, Any]:
@@ -340,4 +450,6 @@ def _decision_json(d: Decision) -> dict[str, Any]:
         "machine": d.machine,
         "fetch_kind": d.fetch_kind,
         "duration_ms": d.duration_ms,
+        "rules_ms": d.rules_ms,
+        "waterfall": d.waterfall,
     }

@@ -39,6 +39,7 @@ from tidings.core.db import Serial, insert_rows, metadata
 MAX_RECIPIENT = 320
 MAX_SEND = 200
 MAX_AGENT = 500
+MAX_WATERFALL = 400
 
 content_blocks = Table(
     "content_blocks",
@@ -72,6 +73,8 @@ render_decisions = Table(
     Column("machine", Boolean, nullable=False),
     Column("fetch_kind", String(40), nullable=False),
     Column("duration_ms", Float, nullable=False),
+    Column("rules_ms", Float, nullable=False),
+    Column("waterfall", String(MAX_WATERFALL), nullable=False),
 )
 Index(
     "ix_render_decisions_recipient",
@@ -125,6 +128,8 @@ DECISION_COLUMNS = (
     "machine",
     "fetch_kind",
     "duration_ms",
+    "rules_ms",
+    "waterfall",
 )
 
 

@@ -238,6 +238,8 @@ _UNSUBSTITUTED: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("hubspot", re.compile(r"\{\{\s*contact\.", re.I)),
     ("klaviyo", re.compile(r"\{\{\s*person\.", re.I)),
     ("generic", re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\[\[.*?\]\]", re.S)),
+    # Other template languages' shapes: ${email}, <%= email %>, [email], %email%.
+    ("generic", re.compile(r"\$\{.*?\}|<%.*?%>|^\[[^\]]*\]$|^%[A-Za-z_][\w.-]*%$", re.S)),
 )
 
 

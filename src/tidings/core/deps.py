@@ -22,6 +22,7 @@ from tidings.core.auth import TokenService
 from tidings.core.clock import Clock
 from tidings.core.db import Database
 from tidings.core.settings import Settings
+from tidings.demo.pictures import Pictures
 from tidings.pipeline.runner import Pipeline
 from tidings.profiles.retention import Retention
 from tidings.profiles.service import ProfileService
@@ -47,6 +48,7 @@ class Container:
     images: ImageCache
     content: ContentService
     decisions: DecisionLog
+    pictures: Pictures
 
 
 def container_of(conn: HTTPConnection) -> Container:

@@ -116,6 +116,14 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="Latest decisions kept in memory for clicks"
     )
     content_lock_memory_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    content_country_header: str | None = Field(
+        default=None,
+        description="Request header a trusted proxy or CDN sets to the opener's country "
+        "(e.g. CF-IPCountry), read by rules on the open's country",
+    )
+    content_simulate_max: int = Field(
+        default=100_000, ge=1, description="Most profiles one block simulation walks"
+    )
     log_level: str = "info"
 
     # Machine fetches (tracking/machine.py): opens prefetched by Apple Mail Privacy Protection

@@ -95,9 +95,7 @@ def draw_product(product_id: str, name: str, category: str, fonts: Fonts) -> byt
         fill=ink,
         anchor="mm",
     )
-    draw.text(
-        (cx, SIZE - 100), colour, font=fonts.get("dejavu-sans", 26), fill=ink, anchor="mm"
-    )
+    draw.text((cx, SIZE - 100), colour, font=fonts.get("dejavu-sans", 26), fill=ink, anchor="mm")
     out = io.BytesIO()
     image.save(out, "PNG", optimize=True)
     return out.getvalue()

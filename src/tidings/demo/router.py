@@ -24,9 +24,7 @@ async def product_picture(request: Request, product_id: str) -> Response:
     name = found.name if found is not None and found.name else product_id
     category = found.category if found is not None and found.category else ""
     png = c.pictures.get(product_id, name, category)
-    return Response(
-        png, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"}
-    )
+    return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
 
 def build_router() -> APIRouter:

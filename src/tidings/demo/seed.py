@@ -145,8 +145,10 @@ def _sample_recipients(truth: Any, now: datetime) -> list[str]:
             if want == "cart" and getattr(person, "abandoned_cart", False):
                 chosen.append(person.email)
                 break
-            if want == "browsed" and not person.converted and not getattr(
-                person, "abandoned_cart", False
+            if (
+                want == "browsed"
+                and not person.converted
+                and not getattr(person, "abandoned_cart", False)
             ):
                 chosen.append(person.email)
                 break

@@ -194,6 +194,20 @@ class IdentityStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def identities_of_many(self, profile_ids: Sequence[str]) -> dict[str, list[Identifier]]:
+        """Each profile's identifiers, first seen first."""
+        found: dict[str, list[Identifier]] = {}
+        with self.engine.connect() as conn:
+            for part in chunks(sorted(set(profile_ids)), 500):
+                query = (
+                    select(identities.c.profile_id, identities.c.id_type, identities.c.id_value)
+                    .where(identities.c.profile_id.in_(part))
+                    .order_by(identities.c.first_seen, identities.c.id_type, identities.c.id_value)
+                )
+                for pid, t, v in conn.execute(query):
+                    found.setdefault(pid, []).append(Identifier(t, v))
+        return found
+
     def merges_of(self, ids: Sequence[Identifier]) -> list[dict[str, Any]]:
         return self._explanations(identity_merges, "linked", ids)
 

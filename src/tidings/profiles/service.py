@@ -7,6 +7,7 @@ A profile is addressed as ``{id_type}:{value}`` like Segment's Profile API (``us
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from tidings.collect.store import CollectStore
 from tidings.core.clock import Clock, from_ms, iso, to_ms
-from tidings.core.db import Database
+from tidings.core.db import Database, chunks
 from tidings.core.errors import NotFound, TidingsError
 from tidings.identity.graph import (
     ANONYMOUS_ID,
@@ -209,15 +210,39 @@ class ProfileService:
         return ProfileState.from_json(row["state"]) if row is not None else None
 
     def behaviour(
-        self, ref: ProfileRef, name: str, since_ms: int | None, limit: int = 1000
+        self, profile_id: str, name: str, since_ms: int | None, limit: int = 1000
     ) -> list[tuple[int, dict[str, Any]]]:
         """``(timestamp_ms, properties)`` of the person's ``name`` track events at or after
-        ``since_ms``, newest first (events older than the retention window are gone)."""
-        seqs = self.profiles.timeline_seqs(ref.identifiers)
+        ``since_ms``, newest first, at most ``limit`` (events older than the retention window
+        are gone). Indexed reads: the profile's identifiers, their timeline, the events."""
+        ids = [
+            Identifier(r["id_type"], r["id_value"]) for r in self.identity.identities_of(profile_id)
+        ]
+        seqs = self.profiles.timeline_seqs(ids)
         out: list[tuple[int, dict[str, Any]]] = []
         for ts, payload in self.collect.events_named(seqs, name, since_ms, limit):
             props = orjson.loads(payload).get("properties")
             out.append((ts, props if isinstance(props, dict) else {}))
+        return out
+
+    def sample(self, limit: int | None, seed: int = 0) -> list[tuple[str, str, ProfileState]]:
+        """Up to ``limit`` profiles (all when ``None``), a seeded random sample in id order:
+        ``(profile_id, recipient, state)``, the recipient being the first email address, else
+        the user id, else the profile id (what a creative tag's ``u`` would carry)."""
+        ids = self.profiles.profile_ids()
+        if limit is not None and limit < len(ids):
+            ids = sorted(random.Random(seed).sample(ids, limit))
+        out: list[tuple[str, str, ProfileState]] = []
+        for part in chunks(ids, 500):
+            states = self.profiles.states(part)
+            identifiers = self.identity.identities_of_many(part)
+            for pid in part:
+                state = states.get(pid)
+                if state is None:
+                    continue
+                held = identifiers.get(pid, [])
+                by_type = {i.type: i.value for i in reversed(held)}
+                out.append((pid, by_type.get(EMAIL) or by_type.get(USER_ID) or pid, state))
         return out
 
     def identities(self, ref: ProfileRef) -> dict[str, Any]:

@@ -127,6 +127,12 @@ class ProfileStore:
             row = conn.execute(select(profiles).where(profiles.c.profile_id == profile_id)).first()
         return dict(row._mapping) if row else None
 
+    def profile_ids(self) -> list[str]:
+        """Every profile's id, in id order."""
+        query = select(profiles.c.profile_id).order_by(profiles.c.profile_id)
+        with self.engine.connect() as conn:
+            return [pid for (pid,) in conn.execute(query)]
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(profiles)).scalar_one())

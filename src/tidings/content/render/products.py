@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from itertools import islice
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,6 +102,11 @@ class ProductApp(ABC):
             caches=ctx.caches,
             locale=ctx.profile.locale,
         )
+
+    def would_show(self, ctx: RenderContext) -> bool:
+        """Whether :meth:`render` has enough products to draw (without drawing them)."""
+        need = max(1, self.config.min_products)
+        return sum(1 for _ in islice(self._tiles(ctx), need)) >= need
 
     def _tiles(self, ctx: RenderContext) -> Iterator[Tile]:
         currency = self._currency(ctx)

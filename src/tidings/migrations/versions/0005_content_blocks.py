@@ -48,6 +48,8 @@ def upgrade() -> None:
         sa.Column("machine", sa.Boolean, nullable=False),
         sa.Column("fetch_kind", sa.String(40), nullable=False),
         sa.Column("duration_ms", sa.Float, nullable=False),
+        sa.Column("rules_ms", sa.Float, nullable=False),
+        sa.Column("waterfall", sa.String(400), nullable=False),
     )
     op.create_index(
         "ix_render_decisions_recipient", "render_decisions", ["block_id", "recipient_key", "at"]
