@@ -49,6 +49,8 @@ from tidings.profiles.projector import CONSUMER, Projector
 from tidings.profiles.retention import Retention
 from tidings.profiles.service import ProfileService
 from tidings.profiles.store import ProfileStore
+from tidings.tracking import router as tracking_router
+from tidings.tracking.service import TrackingService
 
 log = logging.getLogger("tidings")
 
@@ -110,6 +112,7 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         retention=Retention(db, store, profile_store, cursors, clock, settings.retention_days),
         catalog=CatalogService(db, catalog_store, clock, cache_ttl_s=settings.catalog_cache_ttl_s),
         images=ImageCache(settings),
+        tracking=TrackingService.from_settings(collect, sources, clock, settings),
     )
 
 
@@ -227,6 +230,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         profiles_router.build_router(),
         pipeline_router.build_router(),
         catalog_router.build_router(),
+        tracking_router.build_router(),
     ):
         _mount(app, router)
 

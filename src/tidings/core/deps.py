@@ -23,6 +23,7 @@ from tidings.core.settings import Settings
 from tidings.pipeline.runner import Pipeline
 from tidings.profiles.retention import Retention
 from tidings.profiles.service import ProfileService
+from tidings.tracking.service import TrackingService
 
 
 @dataclass(slots=True)
@@ -43,6 +44,7 @@ class Container:
     retention: Retention
     catalog: CatalogService
     images: ImageCache
+    tracking: TrackingService
 
 
 def container_of(conn: HTTPConnection) -> Container:
