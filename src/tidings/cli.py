@@ -28,6 +28,7 @@ from tidings.core.clock import SystemClock, from_ms, iso
 from tidings.core.db import Database
 from tidings.core.settings import Settings
 from tidings.simulate.cli import simulate_command
+from tidings.tracking.cli import emails_app
 
 if TYPE_CHECKING:
     from tidings.core.deps import Container
@@ -42,6 +43,7 @@ retention_app = typer.Typer(no_args_is_help=True, help="Purging expired events."
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(retention_app, name="retention")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(emails_app, name="emails")
 console = Console()
 
 DbOption = Annotated[

@@ -15,7 +15,8 @@ from tidings.core.http import client_ip, read_body
 from tidings.core.schemas import UNAUTHORIZED, error
 
 from .schemas import WebhookOut, WrapIn, WrapOut
-from .service import Fetch, WrapOptions
+from .service import Fetch
+from .wrap import WrapOptions
 from .webhooks import WebhookRequest
 
 TokenPath = Annotated[str, Path(min_length=1, max_length=8192, description="A signed token")]

@@ -12,7 +12,6 @@ import importlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Protocol
 
 from tidings.collect.service import CollectService, RequestFacts
@@ -27,7 +26,7 @@ from .events import EMAIL_LINK_CLICKED, EMAIL_OPENED, EmailEvent, ip_class
 from .links import UnsafeTarget, fill, raw_params, recipient_from, with_utm
 from .tokens import PURPOSE, TrackingToken, decode
 from .webhooks import BadSignature, Esp, InvalidPayload, Normalized, WebhookRequest, esp_for
-from .wrap import Campaign, Recipient, Wrapped, recipient_for, wrap_html
+from .wrap import Recipient, WrapOptions, Wrapped, campaign_of, recipient_for, wrap_html
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +97,6 @@ class WebhookOutcome:
     rejected: list[dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class WrapOptions:
-    campaign_id: str
-    esp: str
-    campaign_name: str | None = None
-    email_id: str | None = None
-    email_subject: str | None = None
-    recipient_tag: str | None = None
-    utm_source: str | None = None
-    skip_unsubscribe: bool = True
-    add_pixel: bool = True
-
-
 class TrackingService:
     def __init__(
         self,
@@ -156,19 +142,6 @@ class TrackingService:
         return record
 
     # -- wrapping ---------------------------------------------------------------------------------
-    def campaign(self, options: WrapOptions) -> Campaign:
-        now = self.clock.now()
-        max_age = self.settings.tracking_link_max_age_days
-        return Campaign(
-            campaign_id=options.campaign_id,
-            campaign_name=options.campaign_name,
-            email_id=options.email_id,
-            email_subject=options.email_subject,
-            utm_source=options.utm_source,
-            issued_at=int(now.timestamp()),
-            expires_at=int((now + timedelta(days=max_age)).timestamp()) if max_age else None,
-        )
-
     def wrap(
         self, html: str, options: WrapOptions, base_url: str, recipient: Recipient | None = None
     ) -> Wrapped:
@@ -184,7 +157,9 @@ class TrackingService:
             html,
             base_url=self.settings.public_url or base_url,
             signer=self.signer,
-            campaign=self.campaign(options),
+            campaign=campaign_of(
+                options, self.clock.now(), self.settings.tracking_link_max_age_days
+            ),
             recipient=recipient,
             skip_unsubscribe=options.skip_unsubscribe,
             add_pixel=options.add_pixel,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
@@ -77,6 +78,32 @@ class Campaign:
     utm_source: str | None = None
     issued_at: int = 0
     expires_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WrapOptions:
+    campaign_id: str
+    esp: str
+    campaign_name: str | None = None
+    email_id: str | None = None
+    email_subject: str | None = None
+    recipient_tag: str | None = None
+    utm_source: str | None = None
+    skip_unsubscribe: bool = True
+    add_pixel: bool = True
+
+
+def campaign_of(options: WrapOptions, now: datetime, max_age_days: int | None) -> Campaign:
+    """The signed facts of one email's links, issued ``now``."""
+    return Campaign(
+        campaign_id=options.campaign_id,
+        campaign_name=options.campaign_name,
+        email_id=options.email_id,
+        email_subject=options.email_subject,
+        utm_source=options.utm_source,
+        issued_at=int(now.timestamp()),
+        expires_at=int((now + timedelta(days=max_age_days)).timestamp()) if max_age_days else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
