@@ -110,7 +110,7 @@ def test_marked_links_and_comments_and_scripts_are_left_alone() -> None:
     source = (
         '<a data-tidings-skip href="https://a.example/">a</a>'
         '<!-- <a href="https://b.example/">b</a> -->'
-        '<script>var s = \'<a href="https://c.example/">\';</script>'
+        "<script>var s = '<a href=\"https://c.example/\">';</script>"
     )
     out = wrap(source, add_pixel=False)
     assert out.html == source  # type: ignore[attr-defined]
@@ -182,8 +182,10 @@ def test_esps_without_a_standard_tag_need_one() -> None:
             "https://s.example/p?a=1&utm_source=own&utm_medium=email"
             "&utm_campaign=Spring%20sale#frag",
         ),
-        ("https://s.example/p?", "https://s.example/p?utm_source=nl&utm_medium=email"
-         "&utm_campaign=Spring%20sale"),
+        (
+            "https://s.example/p?",
+            "https://s.example/p?utm_source=nl&utm_medium=email&utm_campaign=Spring%20sale",
+        ),
     ],
 )
 def test_utm_parameters_are_added_without_overriding(url: str, expected: str) -> None:
@@ -213,8 +215,14 @@ def _text_of(html: str) -> list[str]:
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(alphabet=list("<>a/=\"' &;!-[]hrefbody:#*|{}\nhttps.x")), st.text()))
 def test_wrapping_never_raises_and_keeps_the_text(html: str) -> None:
-    out = wrap_html(html, base_url=BASE, signer=SIGNER, campaign=CAMPAIGN,
-                    recipient=recipient_for("mailchimp", None), add_pixel=False)
+    out = wrap_html(
+        html,
+        base_url=BASE,
+        signer=SIGNER,
+        campaign=CAMPAIGN,
+        recipient=recipient_for("mailchimp", None),
+        add_pixel=False,
+    )
     assert _text_of(out.html) == _text_of(html)
     if out.links_wrapped == 0:
         assert out.html == html
@@ -233,8 +241,13 @@ URLS = st.builds(
 @given(st.lists(st.tuples(LINK_TEXT, URLS, LINK_TEXT), min_size=1, max_size=6))
 def test_every_generated_link_redirects_to_its_own_url(parts: list[tuple[str, str, str]]) -> None:
     source = "<body>" + "".join(f'{a}<a href="{u}">{b}</a>' for a, u, b in parts) + "</body>"
-    out = wrap_html(source, base_url=BASE, signer=SIGNER, campaign=CAMPAIGN,
-                    recipient=recipient_for("mailchimp", None))
+    out = wrap_html(
+        source,
+        base_url=BASE,
+        signer=SIGNER,
+        campaign=CAMPAIGN,
+        recipient=recipient_for("mailchimp", None),
+    )
     found = [h for h in hrefs(out.html) if h.startswith(BASE + "/t/c/")]
     assert len(found) == len(parts)
     for (_, url, _), wrapped in zip(parts, found, strict=True):
