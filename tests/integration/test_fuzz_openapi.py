@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
@@ -48,14 +49,24 @@ class FuzzTarget:
         # A second source, so rotating a key never breaks the write key the other cases use.
         self.spare: Credentials = prepare_database(url, "spare source")
         self.app = create_app(
-            Settings(database_url=url, data_dir=root / "data", debugger_poll_s=0.05)
+            Settings(
+                database_url=url,
+                data_dir=root / "data",
+                debugger_poll_s=0.05,
+                # One configured webhook, so /v1/webhooks/{esp} reaches its checks.
+                webhook_postmark_token=SecretStr("fuzz-token"),
+            )
         )
 
     def authorize(self, case: schemathesis.Case) -> None:
         """Credentials that get the case past auth, and real ids where the case names one."""
         path = case.operation.path
         params = case.path_parameters if case.path_parameters is not None else {}
-        if path.startswith(("/v1/profiles", "/v1/pipeline", "/v1/catalog")):
+        if path.startswith("/v1/webhooks/") and _coin(case):
+            params["esp"] = "postmark"
+            case.headers = {**(case.headers or {}), "X-Tidings-Webhook-Token": "fuzz-token"}
+            return
+        if path.startswith(("/v1/profiles", "/v1/pipeline", "/v1/catalog", "/v1/emails")):
             case.headers = {
                 **(case.headers or {}),
                 "Authorization": f"Bearer {self.creds.admin_token}",
@@ -114,7 +125,7 @@ def test_every_operation_without_auth(case: schemathesis.Case, fuzz_target: Fuzz
     response = case.call_and_validate(app=fuzz_target.app, checks=CHECKS, timeout=30)
     if (
         case.operation.path.startswith(
-            ("/v1/sources", "/v1/profiles", "/v1/pipeline", "/v1/catalog")
+            ("/v1/sources", "/v1/profiles", "/v1/pipeline", "/v1/catalog", "/v1/emails")
         )
         and case.method.upper() == case.operation.method.upper()
     ):

@@ -424,3 +424,51 @@ def test_mandrill_postmark_and_generic_webhooks(client: TestClient, admin: dict[
     apply(client)
     names = [e["event"] for e in timeline(client, admin, "email:lin@example.com")]
     assert sorted(names) == ["Email Delivered", "Email Link Clicked", "Email Opened"]
+
+
+def test_cli_wraps_a_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tidings.cli import app
+
+    source = tmp_path / "email.html"
+    source.write_text(EMAIL)
+    out = tmp_path / "wrapped.html"
+    r = CliRunner().invoke(
+        app,
+        [
+            "emails",
+            "wrap",
+            str(source),
+            "--campaign-id",
+            "spring",
+            "--esp",
+            "mailchimp",
+            "--base-url",
+            "https://t.shop.example",
+            "-o",
+            str(out),
+        ],
+        env={"TIDINGS_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert r.exit_code == 0, r.output
+    assert "wrapped 2 links" in r.output
+    clicks = [h for h in re.findall(r'href="([^"]*)"', out.read_text()) if "/t/c/" in h]
+    assert len(clicks) == 2 and all(c.startswith("https://t.shop.example/t/c/") for c in clicks)
+    assert (tmp_path / "data" / "secret_key").exists()
+    r = CliRunner().invoke(
+        app,
+        [
+            "emails",
+            "wrap",
+            str(source),
+            "--campaign-id",
+            "c",
+            "--esp",
+            "postmark",
+            "--base-url",
+            "https://t",
+        ],
+        env={"TIDINGS_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert r.exit_code == 2 and "recipient_tag" in r.output

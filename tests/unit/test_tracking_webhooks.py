@@ -89,7 +89,8 @@ SG_EVENTS = [
         "timestamp": 1513299569,
         "event": "open",
         "sg_machine_open": True,
-        "useragent": "Mozilla/4.0 (compatible; MSIE 6.1; Windows XP; .NET CLR 1.1.4322; .NET CLR 2.0.50727)",
+        "useragent": "Mozilla/4.0 (compatible; MSIE 6.1; Windows XP; .NET CLR 1.1.4322; "
+        ".NET CLR 2.0.50727)",
         "ip": "255.255.255.255",
         "sg_event_id": "FOTFFO0ecsBE-zxFXfs6WA==",
         "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.000000000000000000000",

@@ -16,8 +16,8 @@ from tidings.core.schemas import UNAUTHORIZED, error
 
 from .schemas import WebhookOut, WrapIn, WrapOut
 from .service import Fetch
-from .wrap import WrapOptions
 from .webhooks import WebhookRequest
+from .wrap import WrapOptions
 
 TokenPath = Annotated[str, Path(min_length=1, max_length=8192, description="A signed token")]
 
@@ -119,6 +119,8 @@ def build_router() -> APIRouter:
             400: error("The body is not what this ESP sends (kept for inspection)"),
             401: error("Missing or wrong signature or secret (kept for inspection)"),
             404: error("No webhook with this name is configured"),
+            429: error("Ingest queue full; see Retry-After (the ESP retries)"),
+            503: error("Storage unavailable; see Retry-After (the ESP retries)"),
         },
         summary="ESP event webhook (sendgrid, mandrill, postmark, or a configured mapping)",
         openapi_extra={
