@@ -434,41 +434,16 @@ def test_cli_wraps_a_file(tmp_path: Path) -> None:
     source = tmp_path / "email.html"
     source.write_text(EMAIL)
     out = tmp_path / "wrapped.html"
-    r = CliRunner().invoke(
-        app,
-        [
-            "emails",
-            "wrap",
-            str(source),
-            "--campaign-id",
-            "spring",
-            "--esp",
-            "mailchimp",
-            "--base-url",
-            "https://t.shop.example",
-            "-o",
-            str(out),
-        ],
-        env={"TIDINGS_DATA_DIR": str(tmp_path / "data")},
-    )
+
+    def wrap_cli(*args: str) -> Any:
+        argv = ["emails", "wrap", str(source), "--campaign-id", "spring", *args]
+        return CliRunner().invoke(app, argv, env={"TIDINGS_DATA_DIR": str(tmp_path / "data")})
+
+    r = wrap_cli("--esp", "mailchimp", "--base-url", "https://t.shop.example", "-o", str(out))
     assert r.exit_code == 0, r.output
     assert "wrapped 2 links" in r.output
     clicks = [h for h in re.findall(r'href="([^"]*)"', out.read_text()) if "/t/c/" in h]
     assert len(clicks) == 2 and all(c.startswith("https://t.shop.example/t/c/") for c in clicks)
     assert (tmp_path / "data" / "secret_key").exists()
-    r = CliRunner().invoke(
-        app,
-        [
-            "emails",
-            "wrap",
-            str(source),
-            "--campaign-id",
-            "c",
-            "--esp",
-            "postmark",
-            "--base-url",
-            "https://t",
-        ],
-        env={"TIDINGS_DATA_DIR": str(tmp_path / "data")},
-    )
+    r = wrap_cli("--esp", "postmark", "--base-url", "https://t")
     assert r.exit_code == 2 and "recipient_tag" in r.output

@@ -45,9 +45,9 @@ def template_of(url: str) -> tuple[str, list[str]]:
         tags.append(match.group(0))
         return f"\x00{len(tags) - 1}\x00"
 
-    template = MERGE_TAG.sub(cut, url.strip())
     if "\x00" in url:
         raise UnsafeTarget("the URL contains a NUL character")
+    template = MERGE_TAG.sub(cut, url.strip())
     origin(template)
     return template, tags
 

@@ -138,11 +138,10 @@ def build_router() -> APIRouter:
         """Verifies the ESP's signature and records its events as Email spec events."""
         c = container_of(request)
         body = await read_body(request, c.settings.webhook_max_bytes)
-        url = (
-            c.settings.public_url.rstrip("/") + request.url.path
-            if c.settings.public_url
-            else str(request.url)
-        )
+        url = str(request.url)
+        if c.settings.public_url:  # the address the ESP was given, not the one behind a proxy
+            query = f"?{request.url.query}" if request.url.query else ""
+            url = c.settings.public_url.rstrip("/") + request.url.path + query
         outcome = await c.tracking.webhook(
             esp,
             WebhookRequest(body, request.headers, url, request.headers.get("authorization")),

@@ -102,7 +102,7 @@ class TrackingService:
         self,
         collect: CollectService,
         sources: SourceService,
-        signer: Signer,
+        signer: Signer | None,
         clock: Clock,
         settings: Settings,
         esps: dict[str, Esp],
@@ -110,7 +110,7 @@ class TrackingService:
     ) -> None:
         self.collect = collect
         self.sources = sources
-        self.signer = signer
+        self._signer = signer
         self.clock = clock
         self.settings = settings
         self.esps = esps
@@ -127,12 +127,18 @@ class TrackingService:
         return cls(
             collect,
             sources,
-            Signer.from_settings(settings, PURPOSE),
+            None,  # made on first use: reading or generating the secret key touches data_dir
             clock,
             settings,
             configured_esps(settings),
             machine_classifier(),
         )
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = Signer.from_settings(self.settings, PURPOSE)
+        return self._signer
 
     def source(self, source_id: str, name: str) -> SourceRecord:
         """A built-in source, made on first use."""
