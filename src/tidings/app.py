@@ -60,6 +60,8 @@ from tidings.profiles.projector import CONSUMER, Projector
 from tidings.profiles.retention import Retention
 from tidings.profiles.service import ProfileService
 from tidings.profiles.store import ProfileStore
+from tidings.tracking import router as tracking_router
+from tidings.tracking.service import TrackingService
 
 log = logging.getLogger("tidings")
 
@@ -149,6 +151,7 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         content=content,
         decisions=decisions,
         pictures=Pictures(),
+        tracking=TrackingService.from_settings(collect, sources, clock, settings),
     )
 
 
@@ -264,6 +267,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         catalog_router.build_router(),
         content_router.build_router(),
         demo_router.build_router(),
+        tracking_router.build_router(),
     ):
         _mount(app, router)
 

@@ -29,6 +29,7 @@ from tidings.core.clock import SystemClock, from_ms, iso
 from tidings.core.db import Database
 from tidings.core.settings import Settings
 from tidings.simulate.cli import simulate_command
+from tidings.tracking.cli import emails_app
 
 if TYPE_CHECKING:
     from tidings.core.deps import Container
@@ -44,6 +45,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(retention_app, name="retention")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(blocks_app, name="blocks")
+app.add_typer(emails_app, name="emails")
 console = Console()
 
 DbOption = Annotated[

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
@@ -27,6 +28,7 @@ from tidings.app import create_app
 from tidings.core.settings import Settings
 from tidings.testing import Credentials, prepare_database
 
+ADMIN_PATHS = ("/v1/profiles", "/v1/pipeline", "/v1/catalog", "/v1/blocks", "/v1/emails")
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -49,7 +51,13 @@ class FuzzTarget:
         # A second source, so rotating a key never breaks the write key the other cases use.
         self.spare: Credentials = prepare_database(url, "spare source")
         self.app = create_app(
-            Settings(database_url=url, data_dir=root / "data", debugger_poll_s=0.05)
+            Settings(
+                database_url=url,
+                data_dir=root / "data",
+                debugger_poll_s=0.05,
+                # One configured webhook, so /v1/webhooks/{esp} reaches its checks.
+                webhook_postmark_token=SecretStr("fuzz-token"),
+            )
         )
         # A real block, so half the content cases open, click and read an existing one.
         self.block_id = _make_block(self.app, self.creds.admin_token)
@@ -66,7 +74,11 @@ class FuzzTarget:
                 params["name"] = f"{self.block_id}.png"
         if path.startswith(("/i/", "/c/")):
             return
-        if path.startswith(("/v1/profiles", "/v1/pipeline", "/v1/catalog", "/v1/blocks")):
+        if path.startswith("/v1/webhooks/") and _coin(case):
+            params["esp"] = "postmark"
+            case.headers = {**(case.headers or {}), "X-Tidings-Webhook-Token": "fuzz-token"}
+            return
+        if path.startswith(ADMIN_PATHS):
             case.headers = {
                 **(case.headers or {}),
                 "Authorization": f"Bearer {self.creds.admin_token}",
@@ -138,9 +150,7 @@ def test_every_operation_without_auth(case: schemathesis.Case, fuzz_target: Fuzz
         case.headers.pop("Authorization", None)
     response = case.call_and_validate(app=fuzz_target.app, checks=CHECKS, timeout=30)
     if (
-        case.operation.path.startswith(
-            ("/v1/sources", "/v1/profiles", "/v1/pipeline", "/v1/catalog", "/v1/blocks")
-        )
+        case.operation.path.startswith(("/v1/sources", *ADMIN_PATHS))
         and case.method.upper() == case.operation.method.upper()
     ):
         # FastAPI parses a request body before it checks the token, so a body it cannot

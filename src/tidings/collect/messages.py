@@ -92,6 +92,7 @@ class Enricher:
     __slots__ = (
         "batch_context",
         "client_ip",
+        "email_identifies",
         "limits",
         "received_at",
         "received_iso",
@@ -110,6 +111,7 @@ class Enricher:
         sent_at: Any = None,
         batch_context: dict[str, Any] | None = None,
         client_ip: str | None = None,
+        email_identifies: bool = False,
     ) -> None:
         self.source_id = source_id
         self.limits = limits
@@ -120,6 +122,9 @@ class Enricher:
         self.sent_at = parse_time(sent_at, "sentAt") if sent_at is not None else None
         self.batch_context = batch_context
         self.client_ip = client_ip
+        # Events tidings makes itself (email tracking, ESP webhooks) may name their person by
+        # ``context.traits.email`` alone, as Segment's Email spec does.
+        self.email_identifies = email_identifies
 
     def enrich(self, msg: Any, type_: str | None, check_size: bool) -> EventRow:
         """Validate one message and return the row to store; raises ``InvalidMessage``."""
@@ -157,7 +162,7 @@ class Enricher:
                 raise InvalidMessage("missing_field", "alias needs previousId", "previousId")
             if user_id is None:
                 raise InvalidMessage("missing_field", "alias needs userId", "userId")
-        elif user_id is None and anonymous_id is None:
+        elif user_id is None and anonymous_id is None and not self._has_email(msg):
             raise InvalidMessage(
                 "no_user_anon_id", "each event needs a userId or an anonymousId", "userId"
             )
@@ -213,6 +218,14 @@ class Enricher:
             self.received_ms,
             _dumps(msg).decode(),
         )
+
+    def _has_email(self, msg: dict[str, Any]) -> bool:
+        if not self.email_identifies:
+            return False
+        context = msg.get("context")
+        traits = context.get("traits") if isinstance(context, dict) else None
+        email = traits.get("email") if isinstance(traits, dict) else None
+        return isinstance(email, str) and bool(email.strip())
 
     def _timestamp(self, msg: dict[str, Any]) -> datetime:
         """receivedAt - (sentAt - originalTimestamp): the device's time, corrected for skew."""

@@ -91,6 +91,25 @@ class CollectService:
         except TidingsError as exc:
             log.warning("pixel event not stored: %s", exc.error.message)
 
+    async def ingest_internal(
+        self, source: SourceRecord, messages: list[dict[str, Any]], facts: RequestFacts
+    ) -> Outcome:
+        """Events tidings itself made (email tracking, ESP webhooks) for one of its built-in
+        sources: the same validation, enrichment, dedup and commit as any collected event, and
+        an email in ``context.traits`` identifies the person (Segment's Email spec)."""
+        outcome, rejected = self._prepare(source, {}, messages, None, facts, email_identifies=True)
+        await self.queue.submit(outcome.rows, rejected)
+        return outcome
+
+    async def record_rejection(
+        self, source_id: str | None, facts: RequestFacts, error: FieldError, raw: Any
+    ) -> None:
+        """Keep a refused payload with its reason, shown by the source's debugger."""
+        row = self._rejection_row(
+            source_id, to_ms(self.clock.now()), facts, Rejected(None, error, raw)
+        )
+        await self.queue.submit((), [row])
+
     def _source(self, body: Any, facts: RequestFacts) -> SourceRecord:
         body_key = body.get("writeKey") if isinstance(body, dict) else None
         return self.auth.source_for(facts.authorization, body_key)
@@ -114,6 +133,8 @@ class CollectService:
         messages: list[Any],
         type_: str | None,
         facts: RequestFacts,
+        *,
+        email_identifies: bool = False,
     ) -> tuple[Outcome, list[RejectionRow]]:
         """Validate and enrich: the rows to commit and the rejections to record."""
         if type_ is not None and type_ not in TYPES:
@@ -130,6 +151,7 @@ class CollectService:
                 sent_at=envelope.get("sentAt") if type_ is None else None,
                 batch_context=batch_context,
                 client_ip=facts.client_ip,
+                email_identifies=email_identifies,
             )
         except InvalidMessage as exc:
             raise TidingsError(exc.error.code, exc.error.message, exc.error.field) from None

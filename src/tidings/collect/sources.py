@@ -56,6 +56,28 @@ class SourceService:
         record = self.get(source_id)
         return NewSource(record, key)
 
+    def builtin(self, source_id: str, name: str) -> SourceRecord:
+        """A source tidings writes its own events under (email tracking, each ESP's webhook),
+        made on first use with a fixed id. Its write key is random and never shown: nothing
+        outside tidings writes to it."""
+        record = self.store.get_source(source_id)
+        if record is not None:
+            return record
+        key = new_secret(WRITE_KEY_PREFIX, 18)
+        record = SourceRecord(
+            id=source_id,
+            name=name,
+            write_key_hash=secret_hash(key),
+            write_key_hint=secret_hint(key),
+            created_at=to_ms(self.clock.now()),
+            rotated_at=None,
+        )
+        if not self.store.insert_source_if_absent(record):
+            found = self.store.get_source(source_id)  # another process made it first
+            assert found is not None
+            return found
+        return record
+
     def get(self, source_id: str) -> SourceRecord:
         record = self.store.get_source(source_id)
         if record is None:

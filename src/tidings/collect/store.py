@@ -24,6 +24,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from tidings.core.db import Serial, chunks, metadata
@@ -375,6 +377,13 @@ class CollectStore:
     def insert_source(self, record: SourceRecord) -> None:
         with self.engine.begin() as conn:
             conn.execute(sources.insert().values(**_asdict(record)))
+
+    def insert_source_if_absent(self, record: SourceRecord) -> bool:
+        """Insert unless a source with this id exists; True when this call inserted it."""
+        with self.engine.begin() as conn:
+            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            query = insert(sources).values(**_asdict(record)).on_conflict_do_nothing()
+            return bool(conn.execute(query).rowcount)
 
     def update_write_key(self, source_id: str, key_hash: str, hint: str, at: int) -> bool:
         with self.engine.begin() as conn:

@@ -26,6 +26,7 @@ from tidings.demo.pictures import Pictures
 from tidings.pipeline.runner import Pipeline
 from tidings.profiles.retention import Retention
 from tidings.profiles.service import ProfileService
+from tidings.tracking.service import TrackingService
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class Container:
     content: ContentService
     decisions: DecisionLog
     pictures: Pictures
+    tracking: TrackingService
 
 
 def container_of(conn: HTTPConnection) -> Container:

@@ -7,8 +7,27 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WebhookMapping(BaseModel):
+    """A generic ESP webhook (``POST /v1/webhooks/{name}``): where the fields are, as dotted
+    paths into each event (``msg.email``, ``0.event``); see docs/api.md."""
+
+    secret: SecretStr = Field(..., description="Sent by the ESP in `secret_header`")
+    secret_header: str = "X-Tidings-Webhook-Secret"  # noqa: S105 (a header name)
+    events: str = Field(default="", description="Path to the list of events; empty: the body")
+    event_type: str = Field(..., description="Path to the ESP's name for the event")
+    types: dict[str, str] = Field(..., description="The ESP's event names → Email spec event names")
+    email: str = Field(..., description="Path to the recipient's email address")
+    event_id: str | None = Field(default=None, description="Path to a unique id (dedup)")
+    timestamp: str | None = Field(
+        default=None, description="Path to the time: ISO-8601, or epoch seconds/milliseconds"
+    )
+    properties: dict[str, str] = Field(
+        default_factory=dict, description="Email spec property → path (email_id, link_url, …)"
+    )
 
 
 class Settings(BaseSettings):
@@ -21,7 +40,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("var"), description="Files: caches, demo credentials")
     secret_key: SecretStr = Field(
         default=SecretStr(""),
-        description="Signs cookies and links; generated into data_dir when empty",
+        description="Signs cookies and links; generated into data_dir/secret_key when empty",
+    )
+    secret_keys_previous: list[SecretStr] = Field(
+        default_factory=list,
+        description="Retired secret keys: what they signed still verifies (rotation)",
     )
     public_url: str | None = Field(
         default=None,
@@ -123,6 +146,35 @@ class Settings(BaseSettings):
     )
     content_simulate_max: int = Field(
         default=100_000, ge=1, description="Most profiles one block simulation walks"
+    )
+
+    # Email tracking (tracking/): signed open pixels and click links, ESP webhooks.
+    tracking_utm_source: str = Field(
+        default="newsletter", description="utm_source added to clicked links unless given"
+    )
+    tracking_link_max_age_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Record no opens or clicks of links older than this (clicks still redirect)",
+    )
+    webhook_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    webhook_sendgrid_public_key: str | None = Field(
+        default=None, description="SendGrid's signed Event Webhook verification key (base64)"
+    )
+    webhook_mandrill_key: SecretStr | None = Field(
+        default=None, description="Mailchimp Transactional (Mandrill) webhook key"
+    )
+    webhook_mandrill_url: str | None = Field(
+        default=None, description="The URL registered in Mandrill (it is part of the signature)"
+    )
+    webhook_postmark_credentials: SecretStr | None = Field(
+        default=None, description="`user:password` Postmark sends as HTTP Basic auth"
+    )
+    webhook_postmark_token: SecretStr | None = Field(
+        default=None, description="A secret Postmark sends in the X-Tidings-Webhook-Token header"
+    )
+    webhook_mappings: dict[str, WebhookMapping] = Field(
+        default_factory=dict, description="Generic JSON webhooks by name"
     )
     log_level: str = "info"
 

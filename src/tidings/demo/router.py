@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from tidings.core.deps import container_of
 from tidings.core.errors import NotFound
+from tidings.core.schemas import error
 
 PRODUCT_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
@@ -34,7 +35,10 @@ def build_router() -> APIRouter:
         product_picture,
         methods=["GET"],
         response_class=Response,
-        responses={200: {"content": {"image/png": {}}, "description": "A product picture"}},
+        responses={
+            200: {"content": {"image/png": {}}, "description": "A product picture"},
+            404: error("Not a product id (letters, digits, . _ - only)"),
+        },
         summary="A drawn product picture for the demo shop",
     )
     return router

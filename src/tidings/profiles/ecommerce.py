@@ -646,11 +646,23 @@ def _single_source(props: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
     return props, "properties"
 
 
+def _context_email(message: Mapping[str, Any]) -> str | None:
+    """The Email spec's recipient (``context.traits.email``): tidings' own email events name
+    their person by it alone."""
+    context = message.get("context")
+    traits = context.get("traits") if isinstance(context, Mapping) else None
+    return _text(traits.get("email")) if isinstance(traits, Mapping) else None
+
+
 def _generic_flags(message: Mapping[str, Any], flags: list[Flag]) -> None:
     timestamp = message.get("timestamp")
     if timestamp is None or (isinstance(timestamp, str) and not timestamp.strip()):
         flags.append(Flag(MISSING_TIMESTAMP, "timestamp", "every event needs a timestamp"))
-    if _text(message.get("userId")) is None and _text(message.get("anonymousId")) is None:
+    if (
+        _text(message.get("userId")) is None
+        and _text(message.get("anonymousId")) is None
+        and _context_email(message) is None
+    ):
         flags.append(
             Flag(MISSING_IDENTITY, "userId", "every event needs a userId or an anonymousId")
         )
