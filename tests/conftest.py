@@ -69,3 +69,22 @@ def admin(creds: Credentials) -> dict[str, str]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def quiet_settings(db_url: str, tmp_path: Path) -> Settings:
+    """No in-process pipeline (tests apply the log themselves), images from local servers."""
+    return Settings(
+        database_url=db_url,
+        data_dir=tmp_path / "data",
+        pipeline_in_process=False,
+        images_allow_private=True,
+    )
+
+
+@pytest.fixture
+def app_client(
+    quiet_settings: Settings, creds: Credentials, clock: FrozenClock
+) -> Iterator[TestClient]:
+    with TestClient(create_app(quiet_settings, clock)) as test_client:
+        yield test_client

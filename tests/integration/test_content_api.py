@@ -10,9 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,30 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tidings.app import create_app
 from tidings.core.clock import FrozenClock
-from tidings.core.settings import Settings
 from tidings.testing import Credentials
 
 NO_STORE = "no-cache, no-store, max-age=0, must-revalidate"
-
-
-@pytest.fixture
-def quiet_settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=db_url,
-        data_dir=tmp_path / "data",
-        pipeline_in_process=False,
-        images_allow_private=True,
-    )
-
-
-@pytest.fixture
-def app_client(
-    quiet_settings: Settings, creds: Credentials, clock: FrozenClock
-) -> Iterator[TestClient]:
-    with TestClient(create_app(quiet_settings, clock)) as test_client:
-        yield test_client
 
 
 def send(client: TestClient, creds: Credentials, *events: dict[str, Any]) -> None:

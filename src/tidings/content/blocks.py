@@ -17,11 +17,13 @@ from pydantic import ValidationError
 from tidings.core.clock import Clock, from_ms, iso, to_ms
 from tidings.core.errors import NotFound, TidingsError
 from tidings.core.ids import new_id
-from tidings.rules import ALWAYS, Rule
+from tidings.rules import ALWAYS, Rule, describe
 
 from .render import App, TemplateError, build_app
 from .render.countdown import CountdownApp
-from .render.products import ProductApp
+from .render.fonts import Fonts
+from .render.layout import grid
+from .render.products import CartItemsApp, LastOrderApp, ProductApp
 from .render.text import TextApp
 from .schemas import BlockIn, CollapseFallback, Creative, ImageFallback
 from .store import BlockRow, ContentStore
@@ -43,6 +45,20 @@ class CompiledVariant:
     width: int  # display pixels
     scale: int
     rule: Rule = ALWAYS
+
+    def display_height(self, fonts: Fonts) -> int:
+        """The image's height in display pixels (``<img height>``): fixed by the layout or
+        style, never by what a person is shown."""
+        app = self.app
+        if isinstance(app, CountdownApp):
+            return app.config.style.height
+        if isinstance(app, TextApp):
+            return app.config.style.height
+        assert isinstance(app, ProductApp)
+        layout = app.config.layout
+        cart = isinstance(app, CartItemsApp)
+        footer = cart or isinstance(app, LastOrderApp)
+        return grid(layout, fonts, caption=cart, footer=footer).height // layout.scale
 
     @property
     def has_slots(self) -> bool:
@@ -246,6 +262,7 @@ def block_json(block: CompiledBlock) -> dict[str, Any]:
         "width": block.main.width,
         "image_path": f"/i/{block.id}.{block.extension}",
         "click_path": f"/c/{block.id}",
+        "waterfall": [{"id": v.id, "rule": describe(v.rule)} for v in block.variants],
         "created_at": iso(from_ms(block.created_at)),
         "updated_at": iso(from_ms(block.updated_at)),
         "alarms": [],

@@ -7,18 +7,33 @@ image in the person's email. ``X-Tidings-Served`` says which image it is and why
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tidings.core.deps import AdminDep, Container, ContainerDep
+from tidings.core.errors import TidingsError
 from tidings.core.http import client_ip
 from tidings.core.schemas import UNAUTHORIZED, error
 
 from .blocks import block_json
-from .schemas import AlarmList, BlockIn, BlockList, BlockOut, DecisionList, Deleted
+from .preview import Previewer
+from .schemas import (
+    AlarmList,
+    BlockIn,
+    BlockList,
+    BlockOut,
+    DecisionList,
+    Deleted,
+    PreviewIn,
+    PreviewOut,
+    SimulateIn,
+    SimulateOut,
+    TagOut,
+)
 from .service import MAX_SLOT, TRANSPARENT, Served
+from .tags import ESPS, creative_tag
 
 NO_STORE: Final = {
     "Cache-Control": "no-cache, no-store, max-age=0, must-revalidate",
@@ -27,6 +42,9 @@ NO_STORE: Final = {
 }
 IMAGE_TYPES: Final = ("image/png", "image/jpeg", "image/gif")
 EXTENSIONS: Final = frozenset({"png", "jpg", "jpeg", "gif"})
+EspName = Literal[
+    "mailchimp", "sfmc", "braze", "klaviyo", "marketo", "iterable", "hubspot", "sendgrid", "generic"
+]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: error("No block has this id")}
 _IMAGE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -186,6 +204,91 @@ def build_router() -> APIRouter:
         block = c.content.blocks.get(id)
         await c.decisions.flush()
         return {"block_id": block.id, "data": c.content.decision_page(block.id, u, limit)}
+
+    @admin.post(
+        "/v1/blocks/{id}/preview",
+        summary="What a recipient would see now (or at a moment, in an inbox), and why",
+        response_model=PreviewOut,
+        responses={**NOT_FOUND, 422: error("A field that cannot be used; `field` names it")},
+    )
+    def preview_block(id: str, body: PreviewIn, c: AdminDep) -> dict[str, Any]:
+        """Walks the block's waterfall for the recipient as an open would, with the profile as
+        it is now, and returns the chosen variant, the trace of every rule evaluated and the
+        image as the inbox shows it (`data_url`). Records nothing: no decision, no lock."""
+        return Previewer(c.content).preview(
+            id, body.recipient, at=body.at, inbox=body.inbox, slot=body.slot, country=body.country
+        )
+
+    @admin.post(
+        "/v1/blocks/{id}/simulate",
+        summary="How many profiles would see each variant",
+        response_model=SimulateOut,
+        responses={
+            **NOT_FOUND,
+            400: error("A sample larger than TIDINGS_CONTENT_SIMULATE_MAX"),
+            422: error("A field that cannot be used; `field` names it"),
+        },
+    )
+    def simulate_block(id: str, body: SimulateIn, c: AdminDep) -> dict[str, Any]:
+        """Runs the waterfall over every profile (or a seeded sample) without drawing: counts
+        and examples per variant, and why the rest get the fallback. Check a campaign before
+        the send."""
+        return Previewer(c.content).simulate(
+            id,
+            sample=body.sample,
+            at=body.at,
+            inbox=body.inbox,
+            seed=body.seed,
+            examples=body.examples,
+        )
+
+    @admin.get(
+        "/v1/blocks/{id}/tag",
+        summary="The creative tag to paste into an ESP's template",
+        response_model=TagOut,
+        responses={**NOT_FOUND, 400: error("An argument the tag cannot use")},
+    )
+    def block_tag(
+        request: Request,
+        id: str,
+        c: AdminDep,
+        esp: Annotated[EspName, Query(description="The ESP that sends the email")] = "generic",
+        slot: Annotated[int | None, Query(ge=0, le=MAX_SLOT, description="One slot")] = None,
+        alt: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """`<a href><img src alt width height></a>` with the ESP's merge tag for the recipient's
+        email (in its URL-encoding form where it has one) and its send id tag, so the image and
+        the click of one send stay paired. The height is left out when the variants' differ."""
+        block = c.content.blocks.get(id)
+        fonts = c.content.caches.fonts
+        heights = {v.display_height(fonts) for v in block.variants}
+        height = heights.pop() if len(heights) == 1 and slot is None else None
+        base = c.settings.public_url or str(request.base_url)
+        try:
+            html = creative_tag(
+                base,
+                block.id,
+                esp,
+                width=block.main.width,
+                height=height,
+                alt=alt if alt is not None else block.name,
+                slot=slot,
+                fmt=block.extension,
+            )
+        except ValueError as exc:
+            field, _, message = str(exc).partition(": ")
+            raise TidingsError("invalid_tag", message or str(exc), field) from None
+        tags = ESPS[esp]
+        return {
+            "block_id": block.id,
+            "esp": esp,
+            "esp_name": tags.name,
+            "html": html,
+            "merge_tag": tags.email,
+            "send_id_tag": tags.send_id,
+            "encodes": tags.encodes,
+            "doc": tags.doc,
+        }
 
     # -- opens and clicks -------------------------------------------------------------------
     @router.get(

@@ -7,6 +7,7 @@ shown, and the block's ``fallback`` ends every waterfall.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -161,6 +162,11 @@ class AlarmOut(BaseModel):
     example: str
 
 
+class WaterfallStepOut(BaseModel):
+    id: str
+    rule: str = Field(description="The variant's rule as a person reads it")
+
+
 class BlockOut(BlockIn):
     id: str
     version: int
@@ -168,6 +174,9 @@ class BlockOut(BlockIn):
     width: int = Field(description="Display width in pixels (the <img width>)")
     image_path: str = Field(examples=["/i/blk_0123456789abcdef0123.png"])
     click_path: str = Field(examples=["/c/blk_0123456789abcdef0123"])
+    waterfall: list[WaterfallStepOut] = Field(
+        description="The variants in the order they are tried, with their rules in words"
+    )
     created_at: str
     updated_at: str
     alarms: list[AlarmOut] = Field(default_factory=list)
@@ -223,3 +232,99 @@ class DecisionOut(BaseModel):
 class DecisionList(BaseModel):
     block_id: str
     data: list[DecisionOut]
+
+
+Inbox = Literal["normal", "apple_mpp", "gmail_proxy", "outlook"]
+
+
+class PreviewIn(BaseModel):
+    """Who to preview for, when, and in which inbox (see docs/api.md, Previews)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str = Field(
+        min_length=1, max_length=320, description="As a creative tag's u: an email, a userId"
+    )
+    at: datetime | None = Field(None, description="The moment of the open (default: now)")
+    inbox: Inbox = "normal"
+    slot: int | None = Field(None, ge=0, le=35, description="One slot's image instead")
+    country: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}$")
+
+
+class ImageOut(BaseModel):
+    content_type: str
+    width: int
+    height: int
+    frames: int
+    shown_frames: int = Field(description="Frames the inbox shows (Outlook: only the first)")
+    bytes: int
+    data_url: str
+
+
+class PreviewOut(BaseModel):
+    block_id: str
+    block_version: int
+    recipient: str
+    profile_id: str | None
+    at: str
+    inbox: dict[str, str]
+    fetch: dict[str, Any]
+    served: Literal["render", "fallback"]
+    reason: str
+    variant: str | None
+    waterfall: dict[str, Any] | None = Field(
+        description="chosen (index), rules_ms, and each step: outcome and the rule's trace"
+    )
+    shown: list[ShownOut]
+    image: ImageOut
+
+
+class SimulateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sample: int | None = Field(
+        None, ge=1, description="A seeded random sample of this many profiles (default: all)"
+    )
+    seed: int = Field(0, ge=0, le=2**31)
+    at: datetime | None = None
+    inbox: Inbox = "normal"
+    examples: int = Field(3, ge=0, le=10)
+
+
+class SimulatedVariant(BaseModel):
+    id: str
+    rule: str
+    count: int
+    share: float
+    examples: list[str]
+
+
+class SimulatedFallback(BaseModel):
+    count: int
+    share: float
+    examples: list[str]
+    reasons: dict[str, int]
+
+
+class SimulateOut(BaseModel):
+    block_id: str
+    block_version: int
+    at: str
+    inbox: str
+    profiles: int
+    sampled: bool
+    variants: list[SimulatedVariant]
+    fallback: SimulatedFallback
+    rules_ms_per_profile: float
+    elapsed_ms: float
+
+
+class TagOut(BaseModel):
+    block_id: str
+    esp: str
+    esp_name: str
+    html: str = Field(description="Paste into the ESP's template: <a href><img></a>")
+    merge_tag: str = Field(description="The ESP's merge tag for the email address, as used")
+    send_id_tag: str | None
+    encodes: bool = Field(description="Whether the ESP URL-encodes the substituted address")
+    doc: str

@@ -174,7 +174,7 @@ def creative_tag(
     esp: str,
     *,
     width: int,
-    height: int,
+    height: int | None,
     alt: str,
     slot: int | None = None,
     fmt: str = "png",
@@ -183,8 +183,10 @@ def creative_tag(
     """The HTML snippet for one block (or one slot of it) in an email sent with ``esp``.
 
     Raises ``ValueError`` naming the argument for an unknown ESP or format, a size outside
-    1..4000 or a negative slot. ``utm`` parameters go on the click URL only (the click endpoint
-    carries them on to the product page).
+    1..4000 or a negative slot. ``height=None`` leaves the attribute out (the email client
+    then keeps the image's own proportions: for blocks whose variants differ in height).
+    ``utm`` parameters go on the click URL only (the click endpoint carries them on to the
+    product page).
     """
     tags = ESPS.get(esp)
     if tags is None:
@@ -192,7 +194,7 @@ def creative_tag(
     if fmt not in FORMATS:
         raise ValueError(f"fmt: {fmt!r} is not one of {', '.join(sorted(FORMATS))}")
     for name, side in (("width", width), ("height", height)):
-        if not 1 <= side <= MAX_SIDE:
+        if side is not None and not 1 <= side <= MAX_SIDE:
             raise ValueError(f"{name}: {side} is outside 1..{MAX_SIDE}")
     if slot is not None and slot < 0:
         raise ValueError(f"slot: {slot} is negative")
@@ -210,9 +212,10 @@ def creative_tag(
         click_query += "&" + urlencode(sorted(utm.items()))
     src = f"{base}/i/{path}.{fmt}?{query}"
     href = f"{base}/c/{path}?{click_query}"
+    size = f'width="{width}"' + (f' height="{height}"' if height is not None else "")
     return (
         f'<a href="{_attr(href)}"><img src="{_attr(src)}" alt="{_attr(alt)}" '
-        f'width="{width}" height="{height}" style="display:block;border:0"></a>'
+        f'{size} style="display:block;border:0"></a>'
     )
 
 
