@@ -194,6 +194,17 @@ class IdentityStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def profiles_holding(self, id_types: Sequence[str]) -> list[str]:
+        """The ids of the profiles holding an identifier of one of ``id_types``, in order."""
+        query = (
+            select(identities.c.profile_id)
+            .where(identities.c.id_type.in_(list(id_types)))
+            .distinct()
+            .order_by(identities.c.profile_id)
+        )
+        with self.engine.connect() as conn:
+            return [pid for (pid,) in conn.execute(query)]
+
     def identities_of_many(self, profile_ids: Sequence[str]) -> dict[str, list[Identifier]]:
         """Each profile's identifiers, first seen first."""
         found: dict[str, list[Identifier]] = {}

@@ -226,10 +226,11 @@ class ProfileService:
         return out
 
     def sample(self, limit: int | None, seed: int = 0) -> list[tuple[str, str, ProfileState]]:
-        """Up to ``limit`` profiles (all when ``None``), a seeded random sample in id order:
+        """Up to ``limit`` of the profiles an email can reach (those holding an email address
+        or a user id; all when ``None``), a seeded random sample in id order:
         ``(profile_id, recipient, state)``, the recipient being the first email address, else
-        the user id, else the profile id (what a creative tag's ``u`` would carry)."""
-        ids = self.profiles.profile_ids()
+        the user id (what a creative tag's ``u`` would carry)."""
+        ids = self.identity.profiles_holding([EMAIL, USER_ID])
         if limit is not None and limit < len(ids):
             ids = sorted(random.Random(seed).sample(ids, limit))
         out: list[tuple[str, str, ProfileState]] = []
