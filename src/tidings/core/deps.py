@@ -23,6 +23,8 @@ from tidings.core.settings import Settings
 from tidings.pipeline.runner import Pipeline
 from tidings.profiles.retention import Retention
 from tidings.profiles.service import ProfileService
+from tidings.web.service import AdminUI, LoginRequired, Visit
+from tidings.web.sessions import CSRF_FIELD
 
 
 @dataclass(slots=True)
@@ -43,6 +45,7 @@ class Container:
     retention: Retention
     catalog: CatalogService
     images: ImageCache
+    web: AdminUI
 
 
 def container_of(conn: HTTPConnection) -> Container:
@@ -65,3 +68,37 @@ def _admin(
 
 ContainerDep = Annotated[Container, Depends(container_of)]
 AdminDep = Annotated[Container, Depends(_admin)]
+
+
+# The admin UI (cookie sessions). A page asks for a visit (anyone, e.g. the login form) or a
+# signed-in user; a form's POST also checks its CSRF token against the session.
+def _visit(request: Request) -> Visit:
+    return container_of(request).web.visit(request)
+
+
+def _signed_in(request: Request) -> Visit:
+    visit = container_of(request).web.visit(request)
+    if visit.user is None:
+        raise LoginRequired()
+    return visit
+
+
+async def _form_checked(request: Request) -> Visit:
+    web = container_of(request).web
+    visit = web.visit(request)
+    form = await request.form()  # parsed once: the route's Form() fields reuse it
+    web.check_csrf(visit, form.get(CSRF_FIELD))
+    return visit
+
+
+async def _form_signed_in(request: Request) -> Visit:
+    visit = await _form_checked(request)
+    if visit.user is None:
+        raise LoginRequired()
+    return visit
+
+
+VisitDep = Annotated[Visit, Depends(_visit)]
+UserDep = Annotated[Visit, Depends(_signed_in)]
+FormDep = Annotated[Visit, Depends(_form_checked)]
+UserFormDep = Annotated[Visit, Depends(_form_signed_in)]
