@@ -68,7 +68,7 @@ def minute_chart(series: Sequence[Series], first_minute: int, title: str) -> Mar
         desc += ": " + "; ".join(f"{s.label} {s.total:,} (peak {s.peak:,}/min)" for s in series)
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-labelledby="chart-title chart-desc" preserveAspectRatio="none">',
+        f'aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet">',
         f'<title id="chart-title">{escape(title)}</title>',
         f'<desc id="chart-desc">{escape(desc)}</desc>',
     ]

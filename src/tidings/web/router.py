@@ -78,6 +78,7 @@ def build_router() -> APIRouter:
                 visit,
                 "login.html",
                 status=exc.status,
+                headers=exc.headers,
                 next=safe_next(next),
                 email=email,
                 error=exc.error.message,
@@ -215,14 +216,13 @@ def build_router() -> APIRouter:
         profiles = c.profiles
         cursor = profiles.events_cursor(before)
         found = profiles.resolve(ref)
-        address = f"{found.identifiers[0].type}:{found.identifiers[0].value}"
         return c.web.page(
             visit,
             "profile.html",
             active="profiles",
             ref=ref,
             path=profile_path(ref),
-            address=address,
+            address=ref,
             summary=profiles.summary(found),
             identities=profiles.identities(found)["data"],
             merges=profiles.merges(found),

@@ -184,12 +184,18 @@ class AdminUI:
 
     # -- pages ---------------------------------------------------------------------------------
     def page(
-        self, visit: Visit, template: str, status: int = 200, active: str = "", **context: Any
+        self,
+        visit: Visit,
+        template: str,
+        status: int = 200,
+        active: str = "",
+        headers: dict[str, str] | None = None,
+        **context: Any,
     ) -> Response:
         html = self.env.get_template(template).render(
             user=visit.user, csrf=visit.csrf, csrf_field=CSRF_FIELD, active=active, **context
         )
-        return self.finish(HTMLResponse(html, status_code=status), visit)
+        return self.finish(HTMLResponse(html, status_code=status, headers=headers), visit)
 
     # -- profiles --------------------------------------------------------------------------------
     def find_profile(self, query: str, id_type: str = "any") -> str:
