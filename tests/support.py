@@ -14,3 +14,13 @@ def require(missing: str | None) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI is set and {missing}")
     pytest.skip(missing)
+
+
+# How the suite launches Debian's chromium through Playwright (never `playwright install`).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]

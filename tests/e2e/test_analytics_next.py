@@ -26,20 +26,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.support import require
+from tests.support import CHROMIUM_ARGS, require
 from tidings.testing import Credentials, ServerProcess, free_port, prepare_database
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 ANALYTICS_NEXT = ROOT / ".cache" / "npm" / "node_modules" / "@segment" / "analytics-next"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 WAIT_S = 20.0
 T = TypeVar("T")
 
