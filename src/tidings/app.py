@@ -62,11 +62,7 @@ log = logging.getLogger("tidings")
 
 def build_container(settings: Settings, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
-    db = Database.from_url(
-        settings.database_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-    )
+    db = Database.from_settings(settings)
     tokens = TokenService(db.engine, clock)
     store = CollectStore(db.engine)
     sources = SourceService(store, clock)

@@ -62,11 +62,7 @@ def _settings(db: str | None = None) -> Settings:
 
 
 def _database(settings: Settings) -> Database:
-    database = Database.from_url(
-        settings.database_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-    )
+    database = Database.from_settings(settings)
     migrations.upgrade(database.engine)
     return database
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.test_web_auth import EMAIL, PASSWORD, csrf_of
+from tests.integration.test_web_auth import EMAIL, PASSWORD, csrf_of, login
 from tidings.app import create_app
 from tidings.core.clock import FrozenClock
 from tidings.core.settings import Settings
@@ -27,13 +27,7 @@ def ui(db_url: str, tmp_path: Path, creds: Credentials, clock: FrozenClock) -> I
     settings = Settings(database_url=db_url, data_dir=tmp_path / "data", pipeline_in_process=False)
     with TestClient(create_app(settings, clock)) as client:
         client.app.state.container.web.users.create(EMAIL, PASSWORD)  # type: ignore[attr-defined]
-        token = csrf_of(client.get("/admin/login").text)
-        r = client.post(
-            "/admin/login",
-            data={"email": EMAIL, "password": PASSWORD, "csrf_token": token},
-            follow_redirects=False,
-        )
-        assert r.status_code == 303
+        assert login(client).status_code == 303
         yield client
 
 
@@ -434,10 +428,7 @@ def test_an_upload_over_the_limit_is_refused(
     )
     with TestClient(create_app(settings, clock)) as client:
         client.app.state.container.web.users.create(EMAIL, PASSWORD)  # type: ignore[attr-defined]
-        token = csrf_of(client.get("/admin/login").text)
-        client.post(
-            "/admin/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": token}
-        )
+        assert login(client).status_code == 303
         r = upload(client, "big.csv", b"id,title\n" + b"p,x\n" * 50)
         assert r.status_code == 400
         assert "the file is over 100 bytes" in r.text

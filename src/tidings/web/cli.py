@@ -23,6 +23,10 @@ console = Console()
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default: TIDINGS_DATABASE_URL)")
 ]
+PasswordStdinOption = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from standard input's first line"),
+]
 
 
 @contextmanager
@@ -35,11 +39,7 @@ def _users(db: str | None) -> Iterator[UserService]:
     settings = Settings()
     if db:
         settings = settings.model_copy(update={"database_url": db})
-    database = Database.from_url(
-        settings.database_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-    )
+    database = Database.from_settings(settings)
     try:
         migrate.upgrade(database.engine)
         yield UserService(UserStore(database.engine), SystemClock())
@@ -73,10 +73,7 @@ def read_password(from_stdin: bool) -> str:
 @users_app.command("create")
 def users_create(
     email: str,
-    password_stdin: Annotated[
-        bool,
-        typer.Option("--password-stdin", help="Read the password from standard input's first line"),
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     db: DbOption = None,
 ) -> None:
     """Create an account for the admin UI (asks for the password twice)."""
@@ -92,10 +89,7 @@ def users_create(
 @users_app.command("password")
 def users_password(
     email: str,
-    password_stdin: Annotated[
-        bool,
-        typer.Option("--password-stdin", help="Read the password from standard input's first line"),
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     db: DbOption = None,
 ) -> None:
     """Set a new password (signs the user out everywhere)."""
