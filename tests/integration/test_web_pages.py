@@ -439,3 +439,23 @@ def test_the_root_leads_to_the_admin_ui(ui: TestClient) -> None:
     assert r.status_code == 307 and r.headers["location"] == "/admin"
     assert ui.get("/admin/static/admin.css").headers["content-type"].startswith("text/css")
     assert ui.get("/admin/nowhere").status_code == 404
+
+
+def test_an_upload_needs_a_session_a_token_and_a_file(ui: TestClient) -> None:
+    imports = ui.app.state.container.web.imports  # type: ignore[attr-defined]
+    stranger = TestClient(ui.app)
+    r = stranger.post(
+        "/admin/catalog/import",
+        files={"feed": ("f.csv", b"id,title\np1,Mug\n", "text/csv")},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/admin/login"
+    no_token = ui.post(
+        "/admin/catalog/import", files={"feed": ("f.csv", b"id,title\np1,Mug\n", "text/csv")}
+    )
+    assert no_token.status_code == 403
+    no_file = ui.post("/admin/catalog/import", data={"csrf_token": csrf(ui)})
+    assert no_file.status_code == 400 and "choose a feed file" in no_file.text
+    bad_format = upload(ui, "f.csv", b"id\np1\n", fmt="xml")
+    assert bad_format.status_code == 400 and "format must be auto, csv or json" in bad_format.text
+    assert imports.recent() == []

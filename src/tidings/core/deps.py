@@ -92,10 +92,9 @@ async def _form_checked(request: Request) -> Visit:
 
 
 async def _form_signed_in(request: Request) -> Visit:
-    visit = await _form_checked(request)
-    if visit.user is None:
+    if _signed_in(request).user is None:  # before the form is read
         raise LoginRequired()
-    return visit
+    return await _form_checked(request)
 
 
 VisitDep = Annotated[Visit, Depends(_visit)]

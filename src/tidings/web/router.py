@@ -9,24 +9,27 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
+from starlette.datastructures import UploadFile
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from tidings.catalog.feed import detect_format
+from tidings.catalog.feed import FeedFormat, detect_format
 from tidings.collect.sources import NewSource
 from tidings.core.deps import ContainerDep, FormDep, UserDep, UserFormDep, container_of
 from tidings.core.errors import NotFound, TidingsError
 
 from .dashboard import dashboard
 from .service import LoginRequired, safe_next
+from .sessions import CSRF_FIELD
 from .templating import STATIC
 
 PROFILE_EVENTS_PAGE = 20
 CATALOG_PAGE = 50
+UPLOAD_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the other fields
 # Answered with JSON, not a page, when something is wrong: what scripts fetch.
 _SCRIPTED = ("/stream", "/progress")
 
@@ -253,25 +256,34 @@ def build_router() -> APIRouter:
         )
 
     @router.post("/admin/catalog/import")
-    async def import_feed(
-        c: ContainerDep,
-        visit: UserFormDep,
-        feed: Annotated[UploadFile, File()],
-        format: Annotated[str, Form(pattern="^(auto|csv|json)$")] = "auto",
-    ) -> Response:
+    async def import_feed(request: Request, c: ContainerDep, visit: UserDep) -> Response:
+        """Multipart ``feed`` (the file), ``format`` (auto, csv or json) and the CSRF token.
+
+        The form is read here, after the session is checked and the declared size is within
+        the import limit, so nobody signed out can make tidings store an upload."""
         limit = c.settings.catalog_import_max_bytes
-        data = await feed.read(limit + 1)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit + UPLOAD_OVERHEAD:
+            raise TidingsError("feed_too_large", f"the file is over {limit:,} bytes", "feed")
+        async with request.form(max_files=1, max_fields=4) as form:  # closes the spooled file
+            c.web.check_csrf(visit, form.get(CSRF_FIELD))
+            feed, fmt = form.get("feed"), form.get("format", "auto")
+            if not isinstance(feed, UploadFile):
+                raise TidingsError("missing_feed", "choose a feed file to import", "feed")
+            if fmt not in ("auto", "csv", "json"):
+                raise TidingsError("invalid_format", "format must be auto, csv or json", "format")
+            data = await feed.read(limit + 1)
+            name, content_type = feed.filename or "feed", feed.content_type
         if len(data) > limit:
             raise TidingsError("feed_too_large", f"the file is over {limit:,} bytes", "feed")
         if not data.strip():
             raise TidingsError("empty_feed", "the file is empty: choose a CSV or JSON feed", "feed")
-        name = feed.filename or "feed"
-        fmt = (
-            detect_format(data, filename=name, content_type=feed.content_type)
-            if format == "auto"
-            else ("json" if format == "json" else "csv")
+        chosen: FeedFormat = (
+            detect_format(data, filename=name, content_type=content_type)
+            if fmt == "auto"
+            else ("json" if fmt == "json" else "csv")
         )
-        job = c.web.imports.start(data, fmt, name[:200])
+        job = c.web.imports.start(data, chosen, name[:200])
         return _redirect(c, visit, f"/admin/catalog/imports/{job.id}")
 
     @router.get("/admin/catalog/imports/{job_id}")
