@@ -70,12 +70,8 @@ ContainerDep = Annotated[Container, Depends(container_of)]
 AdminDep = Annotated[Container, Depends(_admin)]
 
 
-# The admin UI (cookie sessions). A page asks for a visit (anyone, e.g. the login form) or a
-# signed-in user; a form's POST also checks its CSRF token against the session.
-def _visit(request: Request) -> Visit:
-    return container_of(request).web.visit(request)
-
-
+# The admin UI (cookie sessions). A page asks for a signed-in user; a form's POST also checks
+# its CSRF token against the session (FormDep alone: the login form, before anyone signs in).
 def _signed_in(request: Request) -> Visit:
     visit = container_of(request).web.visit(request)
     if visit.user is None:
@@ -97,7 +93,6 @@ async def _form_signed_in(request: Request) -> Visit:
     return await _form_checked(request)
 
 
-VisitDep = Annotated[Visit, Depends(_visit)]
 UserDep = Annotated[Visit, Depends(_signed_in)]
 FormDep = Annotated[Visit, Depends(_form_checked)]
 UserFormDep = Annotated[Visit, Depends(_form_signed_in)]
