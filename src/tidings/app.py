@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -46,6 +47,7 @@ from tidings.core.db import Database
 from tidings.core.deps import Container, container_of
 from tidings.core.errors import TidingsError, error_response
 from tidings.core.settings import Settings
+from tidings.core.signing import secret_key
 from tidings.demo import router as demo_router
 from tidings.demo.pictures import Pictures
 from tidings.identity.config import rules_from_settings
@@ -62,17 +64,18 @@ from tidings.profiles.service import ProfileService
 from tidings.profiles.store import ProfileStore
 from tidings.tracking import router as tracking_router
 from tidings.tracking.service import TrackingService
+from tidings.web import router as web_router
+from tidings.web.imports import ImportJobs
+from tidings.web.service import AdminUI
+from tidings.web.store import UserStore
+from tidings.web.users import UserService
 
 log = logging.getLogger("tidings")
 
 
 def build_container(settings: Settings, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
-    db = Database.from_url(
-        settings.database_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-    )
+    db = Database.from_settings(settings)
     tokens = TokenService(db.engine, clock)
     store = CollectStore(db.engine)
     sources = SourceService(store, clock)
@@ -133,6 +136,15 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
     content = ContentService(
         blocks, decisions, views, RenderCatalog(catalog), images, RenderCaches(), clock, settings
     )
+    web = AdminUI(
+        UserService(UserStore(db.engine), clock),
+        profile_service,
+        ImportJobs(catalog, clock),
+        lambda: secret_key(settings),
+        clock,
+        session_lifetime=timedelta(hours=settings.admin_session_hours),
+        secure_cookies=(settings.public_url or "").lower().startswith("https://"),
+    )
     return Container(
         settings=settings,
         clock=clock,
@@ -152,16 +164,19 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         decisions=decisions,
         pictures=Pictures(),
         tracking=TrackingService.from_settings(collect, sources, clock, settings),
+        web=web,
     )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    # Admin UI pages answer errors with a page (or a redirect to sign in), the APIs with JSON.
     @app.exception_handler(TidingsError)
-    async def tidings_error(_: Request, exc: TidingsError) -> Response:
-        return error_response(exc.status, exc.body(), exc.headers)
+    async def tidings_error(request: Request, exc: TidingsError) -> Response:
+        page = web_router.error_page(request, exc.status, exc.body())
+        return page or error_response(exc.status, exc.body(), exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         errors = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
@@ -173,16 +188,15 @@ def _install_error_handlers(app: FastAPI) -> None:
                 }
             )
         first = errors[0] if errors else {"code": "invalid", "field": None, "message": "invalid"}
-        return error_response(422, {"success": False, **first, "errors": errors})
+        body = {"success": False, **first, "errors": errors}
+        return web_router.error_page(request, 422, body) or error_response(422, body)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(
-            exc.status_code,
-            {"success": False, "code": code, "message": str(exc.detail)},
-            dict(exc.headers or {}),
-        )
+        body = {"success": False, "code": code, "message": str(exc.detail)}
+        page = web_router.error_page(request, exc.status_code, body)
+        return page or error_response(exc.status_code, body, dict(exc.headers or {}))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -235,6 +249,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await container.web.imports.stop()
             await container.ingest.stop()
             await container.decisions.stop()
             if settings.pipeline_in_process:
@@ -268,6 +283,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         content_router.build_router(),
         demo_router.build_router(),
         tracking_router.build_router(),
+        web_router.build_router(),
     ):
         _mount(app, router)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import threading
 import time
@@ -30,6 +31,7 @@ from tidings.core.db import Database
 from tidings.core.settings import Settings
 from tidings.simulate.cli import simulate_command
 from tidings.tracking.cli import emails_app
+from tidings.web.cli import users_app
 
 if TYPE_CHECKING:
     from tidings.core.deps import Container
@@ -46,7 +48,10 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(emails_app, name="emails")
+app.add_typer(users_app, name="users")
 console = Console()
+
+DEMO_ADMIN = "admin@tidings.localhost"
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default: TIDINGS_DATABASE_URL)")
@@ -61,11 +66,7 @@ def _settings(db: str | None = None) -> Settings:
 
 
 def _database(settings: Settings) -> Database:
-    database = Database.from_url(
-        settings.database_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-    )
+    database = Database.from_settings(settings)
     migrations.upgrade(database.engine)
     return database
 
@@ -358,9 +359,12 @@ def demo(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
 ) -> None:
-    """Prepare the local demo once (a source and an admin token) and print how to try it."""
+    """Prepare the local demo once (a source, an admin token and an admin UI account) and
+    print how to try it."""
     from tidings.collect.sources import SourceService
     from tidings.collect.store import CollectStore
+    from tidings.web.store import UserStore
+    from tidings.web.users import UserService
 
     settings = _settings(db)
     creds_path = Path(settings.data_dir) / "demo-credentials.json"
@@ -369,6 +373,7 @@ def demo(
         clock = SystemClock()
         sources = SourceService(CollectStore(database.engine), clock)
         creds = json.loads(creds_path.read_text()) if creds_path.exists() else None
+        changed = False
         # Credentials outlive a deleted database only as a file: check they still work.
         if (
             creds is None
@@ -382,6 +387,19 @@ def demo(
                 "write_key": source.write_key,
                 "admin_token": token.secret,
             }
+            changed = True
+        users = UserService(UserStore(database.engine), clock)
+        email = creds.get("admin_email", DEMO_ADMIN)
+        password = creds.get("admin_password", "")
+        if not password or users.password_matches(email, password) is None:
+            password = secrets.token_urlsafe(12)
+            if any(u.email == email for u in users.list()):
+                users.set_password(email, password)
+            else:
+                users.create(email, password)
+            creds.update(admin_email=email, admin_password=password)
+            changed = True
+        if changed:
             creds_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
@@ -390,6 +408,9 @@ def demo(
         database.close()
     base = f"http://{host}:{port}"
     console.rule("[bold]tidings demo")
+    console.print(f"admin UI        {base}/admin")
+    console.print(f"  email         {creds['admin_email']}")
+    console.print(f"  password      {creds['admin_password']}")
     console.print(f"API docs        {base}/docs")
     console.print(f"write key       {creds['write_key']}   (source {creds['source_id']})")
     console.print(f"admin token     {creds['admin_token']}")

@@ -26,20 +26,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.support import require
+from tests.support import chromium, require
 from tidings.testing import Credentials, ServerProcess, free_port, prepare_database
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 ANALYTICS_NEXT = ROOT / ".cache" / "npm" / "node_modules" / "@segment" / "analytics-next"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 WAIT_S = 20.0
 T = TypeVar("T")
 
@@ -58,16 +51,8 @@ def _missing_dependency() -> str | None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     require(_missing_dependency())
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @dataclass

@@ -139,8 +139,8 @@ def test_secret_key_is_generated_once_private_and_reused(tmp_path: Path) -> None
 def test_configured_key_wins_and_previous_keys_follow(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        secret_key=SecretStr("current"),
-        secret_keys_previous=[SecretStr("old"), SecretStr("current")],
+        secret_key=SecretStr("current-" + "k" * 32),
+        secret_keys_previous=[SecretStr("old-" + "k" * 32), SecretStr("current-" + "k" * 32)],
     )
     assert all_secret_keys(settings) == [b"current", b"old"]
     assert not (tmp_path / "secret_key").exists()

@@ -38,11 +38,7 @@ def _service(db: str | None) -> CatalogService:
     settings = Settings()
     if db:
         settings = settings.model_copy(update={"database_url": db})
-    database = Database.from_url(
-        settings.database_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-    )
+    database = Database.from_settings(settings)
     migrate.upgrade(database.engine)
     return CatalogService(database, CatalogStore(database.engine), SystemClock(), cache_ttl_s=0)
 

@@ -216,15 +216,28 @@ class CatalogService:
         summary.seconds = time.monotonic() - started
         return summary
 
-    async def import_feed(self, data: bytes, fmt: FeedFormat) -> ImportSummary:
-        """Parse (on a worker thread) and write a feed (on the database's writer thread)."""
+    async def import_feed(
+        self,
+        data: bytes,
+        fmt: FeedFormat,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportSummary:
+        """Parse (on a worker thread) and write a feed (on the database's writer thread), in
+        chunks of one transaction each. ``progress(written, total)`` is called once the feed is
+        parsed (``written`` 0) and after each chunk commits; ``total`` counts the readable rows."""
         started = time.monotonic()
         parsed = await asyncio.to_thread(self.parse, data, fmt)
         summary = self._summary(parsed)
+        total, written = len(parsed.rows), 0
+        if progress is not None:
+            progress(0, total)
         for part in chunks(parsed.rows, self.chunk_rows):
             inserted, updated = await self.db.run_write(self._write_chunk, part)
             summary.inserted += inserted
             summary.updated += updated
+            written += len(part)
+            if progress is not None:
+                progress(written, total)
         summary.seconds = time.monotonic() - started
         return summary
 

@@ -80,14 +80,22 @@ class Debugger:
         return body
 
     async def stream(
-        self, source_id: str, is_disconnected: Callable[[], Any], max_seconds: float | None = None
+        self,
+        source_id: str,
+        is_disconnected: Callable[[], Any],
+        max_seconds: float | None = None,
+        after: tuple[int, int] | None = None,
     ) -> AsyncIterator[bytes]:
         """Server-sent events: ``event`` and ``rejection`` messages as they are committed.
 
+        It starts after the newest event and rejection, or after ``after`` (an event ``seq``
+        and a rejection id: what a page already shows, so nothing falls between the two).
         It polls the store, so it sees events committed by every process sharing the database.
         """
         loop = asyncio.get_running_loop()
-        last_seq, last_rejection = await loop.run_in_executor(None, self.store.max_ids, source_id)
+        if after is None:
+            after = await loop.run_in_executor(None, self.store.max_ids, source_id)
+        last_seq, last_rejection = after
         yield b"retry: 2000\n: connected\n\n"
         started = idle_since = loop.time()
         while not await is_disconnected():
@@ -112,3 +120,17 @@ class Debugger:
                 yield b": heartbeat\n\n"
             if len(events) < 500 and len(rejected) < 500:
                 await asyncio.sleep(self.poll_s)
+
+    # -- across sources (the admin dashboard) --------------------------------------------------
+    def per_minute(self, since_ms: int) -> list[tuple[str, int, int]]:
+        """``(source_id, minute, events)`` received since ``since_ms`` (minute: epoch ms // 60k)."""
+        return self.store.events_per_minute(since_ms)
+
+    def latest_rejections(self, limit: int) -> list[dict[str, Any]]:
+        """The newest rejections of every source, newest first, each with its source id."""
+        rows = self.store.latest_rejections(limit)
+        return [{**rejection_entry(r), "source_id": r["source_id"]} for r in rows]
+
+    def rejection_counts_since(self, since_ms: int) -> dict[str, int]:
+        """Rejections by reason code since ``since_ms``, every source together."""
+        return self.store.rejection_counts_since(since_ms)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     func,
+    literal_column,
     or_,
     select,
     update,
@@ -368,6 +369,36 @@ class CollectStore:
         query = (
             select(rejections.c.code, func.count())
             .where(rejections.c.source_id == source_id)
+            .group_by(rejections.c.code)
+        )
+        with self.engine.connect() as conn:
+            return {code: int(n) for code, n in conn.execute(query)}
+
+    # -- activity across sources (the admin dashboard) ----------------------------------------
+    def events_per_minute(self, since_ms: int) -> list[tuple[str, int, int]]:
+        """``(source_id, minute, events)`` for events received at or after ``since_ms``;
+        ``minute`` is epoch milliseconds // 60,000 (a range scan of ``ix_events_received_at``)."""
+        # A literal divisor: PostgreSQL matches the GROUP BY to the SELECT only if they are the
+        # same expression, and two bound parameters are not.
+        minute = events.c.received_at // literal_column("60000", BigInteger)
+        query = (
+            select(events.c.source_id, minute.label("minute"), func.count())
+            .where(events.c.received_at >= since_ms)
+            .group_by(events.c.source_id, minute)
+        )
+        with self.engine.connect() as conn:
+            return [(s, int(m), int(n)) for s, m, n in conn.execute(query)]
+
+    def latest_rejections(self, limit: int) -> list[dict[str, Any]]:
+        """The newest rejections of every source (and those with no source), newest first."""
+        query = select(rejections).order_by(rejections.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def rejection_counts_since(self, since_ms: int) -> dict[str, int]:
+        query = (
+            select(rejections.c.code, func.count())
+            .where(rejections.c.received_at >= since_ms)
             .group_by(rejections.c.code)
         )
         with self.engine.connect() as conn:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from sqlalchemy import BigInteger, Integer, MetaData, Table, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -20,6 +20,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine import create_engine as sa_create_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+if TYPE_CHECKING:
+    from tidings.core.settings import Settings
 
 metadata = MetaData()
 
@@ -90,6 +93,15 @@ class Database:
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:
         return cls(create_engine(url, **kwargs))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        """The configured database, with the configured SQLite durability and busy timeout."""
+        return cls.from_url(
+            settings.database_url,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
 
     async def run_write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on the writer thread and await its result."""

@@ -27,6 +27,8 @@ from tidings.pipeline.runner import Pipeline
 from tidings.profiles.retention import Retention
 from tidings.profiles.service import ProfileService
 from tidings.tracking.service import TrackingService
+from tidings.web.service import AdminUI, LoginRequired, Visit
+from tidings.web.sessions import CSRF_FIELD
 
 
 @dataclass(slots=True)
@@ -51,6 +53,7 @@ class Container:
     decisions: DecisionLog
     pictures: Pictures
     tracking: TrackingService
+    web: AdminUI
 
 
 def container_of(conn: HTTPConnection) -> Container:
@@ -73,3 +76,31 @@ def _admin(
 
 ContainerDep = Annotated[Container, Depends(container_of)]
 AdminDep = Annotated[Container, Depends(_admin)]
+
+
+# The admin UI (cookie sessions). A page asks for a signed-in user; a form's POST also checks
+# its CSRF token against the session (FormDep alone: the login form, before anyone signs in).
+def _signed_in(request: Request) -> Visit:
+    visit = container_of(request).web.visit(request)
+    if visit.user is None:
+        raise LoginRequired()
+    return visit
+
+
+async def _form_checked(request: Request) -> Visit:
+    web = container_of(request).web
+    visit = web.visit(request)
+    form = await request.form()  # parsed once: the route's Form() fields reuse it
+    web.check_csrf(visit, form.get(CSRF_FIELD))
+    return visit
+
+
+async def _form_signed_in(request: Request) -> Visit:
+    if _signed_in(request).user is None:  # before the form is read
+        raise LoginRequired()
+    return await _form_checked(request)
+
+
+UserDep = Annotated[Visit, Depends(_signed_in)]
+FormDep = Annotated[Visit, Depends(_form_checked)]
+UserFormDep = Annotated[Visit, Depends(_form_signed_in)]

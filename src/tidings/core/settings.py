@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         description="Base URL browsers reach tidings at; taken from the request when unset",
     )
     auto_migrate: bool = True
+    admin_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="How long an admin UI sign-in lasts"
+    )
 
     # SQLite durability: FULL fsyncs the WAL at every commit, so a 2xx survives power loss.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"

@@ -34,6 +34,7 @@ VERSION = 1
 KEY_ID_BYTES = 3
 MAC_BYTES = 16  # 128 bits
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
+MIN_KEY_CHARS = 32
 
 
 class BadToken(Exception):
@@ -51,6 +52,8 @@ def secret_key(settings: Settings) -> bytes:
     starting at once: the file appears whole or not at all, and the first one written wins."""
     configured = settings.secret_key.get_secret_value()
     if configured:
+        if len(configured) < MIN_KEY_CHARS:
+            raise ValueError(f"TIDINGS_SECRET_KEY must be at least {MIN_KEY_CHARS} characters")
         return configured.encode("utf-8")
     path = Path(settings.data_dir) / SECRET_KEY_FILE
     if path.exists():

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from tidings.core.deps import AdminDep
-from tidings.core.errors import TidingsError
 from tidings.core.schemas import UNAUTHORIZED, error
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -50,11 +49,7 @@ def build_router() -> APIRouter:
             str | None, Query(description="The `cursor.next` of the previous page")
         ] = None,
     ) -> dict[str, Any]:
-        before = None
-        if next is not None:
-            if not next.isdigit() or len(next) > 18:
-                raise TidingsError("invalid_cursor", "next must be a cursor.next value", "next")
-            before = int(next)
+        before = c.profiles.events_cursor(next)
         return c.profiles.events(c.profiles.resolve(id), limit, before)
 
     @router.get("/v1/profiles/{id}/identities", summary="Identifiers that belong to the profile")

@@ -176,6 +176,15 @@ class ProfileService:
             ]
         return body
 
+    @staticmethod
+    def events_cursor(next_: str | None) -> int | None:
+        """The ``before`` of :meth:`events` from a page's ``cursor.next``; a 400 if malformed."""
+        if next_ is None:
+            return None
+        if not next_.isdigit() or len(next_) > 18:
+            raise TidingsError("invalid_cursor", "next must be a cursor.next value", "next")
+        return int(next_)
+
     def events(self, ref: ProfileRef, limit: int, before: int | None) -> dict[str, Any]:
         limit = max(1, min(limit, MAX_PAGE))
         seqs = self.profiles.timeline_seqs(ref.identifiers, before_seq=before, limit=limit + 1)

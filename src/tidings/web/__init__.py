@@ -1,0 +1,1 @@
+"""The admin web UI: server-rendered pages, signed-cookie sessions, no build step."""

@@ -1,0 +1,176 @@
+// tidings admin: a few behaviours, no dependencies, no build step. Pages work without it
+// except the live parts (the debugger's stream, the import's progress bar).
+"use strict";
+
+// Copy buttons: <button data-copy="#id"> copies the value or text of the element #id.
+function setUpCopyButtons() {
+  document.querySelectorAll("button[data-copy]").forEach((button) => {
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      const target = document.querySelector(button.dataset.copy);
+      if (!target) return;
+      const text = "value" in target ? target.value : target.textContent;
+      const status = document.getElementById(button.dataset.status || "");
+      try {
+        await navigator.clipboard.writeText(text);
+      } catch (err) {
+        target.select && target.select();
+        document.execCommand && document.execCommand("copy");
+      }
+      button.textContent = "Copied";
+      if (status) status.textContent = "Copied to the clipboard.";
+      setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    });
+  });
+}
+
+// -- the live debugger -----------------------------------------------------------------------
+function entryType(entry) {
+  return entry.kind === "rejection" ? "rejected" : entry.type || "unknown";
+}
+
+function formatTime(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+}
+
+function el(tag, attrs, children) {
+  const node = document.createElement(tag);
+  Object.entries(attrs || {}).forEach(([k, v]) => {
+    if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  });
+  (children || []).forEach((child) => child && node.appendChild(child));
+  return node;
+}
+
+// The same markup as the server renders in debugger.html.
+function renderEntry(entry) {
+  const type = entryType(entry);
+  const payload = entry.payload || {};
+  const ids = [];
+  if (payload && typeof payload === "object") {
+    if (payload.userId) ids.push("userId " + payload.userId);
+    if (payload.anonymousId) ids.push("anonymousId " + payload.anonymousId);
+  }
+  const name = entry.kind === "rejection"
+    ? (payload && payload.event) || (payload && payload.type) || entry.endpoint
+    : entry.event || entry.type;
+  const head = el("div", { class: "entry-head" }, [
+    el("span", { class: "badge " + type, text: type }),
+    el("span", { class: "entry-name", text: name || "" }),
+    ids.length ? el("span", { class: "entry-meta", text: ids.join(" · ") }) : null,
+    el("time", { class: "entry-time", datetime: entry.receivedAt, text: formatTime(entry.receivedAt) }),
+  ]);
+  const children = [head];
+  if (entry.kind === "rejection") {
+    const reason = el("p", { class: "reason" }, [
+      el("code", { text: entry.code }),
+      document.createTextNode(entry.field ? " · " + entry.field + ": " : ": "),
+      document.createTextNode(entry.message),
+    ]);
+    children.push(reason);
+  }
+  const raw = typeof entry.payload === "string" ? entry.payload : JSON.stringify(entry.payload, null, 2);
+  children.push(el("details", {}, [el("summary", { text: "Raw payload" }), el("pre", { text: raw })]));
+  return el("li", { class: "entry fresh", "data-type": type }, children);
+}
+
+function setUpDebugger() {
+  const list = document.getElementById("entries");
+  if (!list || !list.dataset.stream) return;
+  const filter = document.getElementById("type-filter");
+  const live = document.getElementById("live-status");
+  const empty = document.getElementById("entries-empty");
+  let afterSeq = Number(list.dataset.afterSeq || 0);
+  let afterRejection = Number(list.dataset.afterRejection || 0);
+  const maxEntries = 500;
+  let source = null;
+
+  function applyFilter() {
+    const wanted = filter ? filter.value : "all";
+    list.querySelectorAll(".entry").forEach((item) => {
+      item.hidden = !(wanted === "all" || item.dataset.type === wanted);
+    });
+  }
+
+  function add(entry) {
+    if (entry.kind === "event") {
+      if (entry.seq <= afterSeq) return;
+      afterSeq = entry.seq;
+    } else {
+      if (entry.id <= afterRejection) return;
+      afterRejection = entry.id;
+    }
+    const item = renderEntry(entry);
+    list.insertBefore(item, list.firstChild);
+    if (empty) empty.hidden = true;
+    while (list.children.length > maxEntries) list.removeChild(list.lastChild);
+    applyFilter();
+  }
+
+  function setState(state, text) {
+    if (!live) return;
+    live.dataset.state = state;
+    live.textContent = text;
+  }
+
+  function connect() {
+    const url = list.dataset.stream + "?after_seq=" + afterSeq + "&after_rejection=" + afterRejection;
+    source = new EventSource(url);
+    source.addEventListener("open", () => setState("open", "Live: new events appear as they arrive"));
+    source.addEventListener("event", (msg) => add(JSON.parse(msg.data)));
+    source.addEventListener("rejection", (msg) => add(JSON.parse(msg.data)));
+    source.addEventListener("error", () => {
+      // Reconnect from what is shown (the browser's own retry would start over).
+      source.close();
+      setState("error", "Disconnected: reconnecting…");
+      setTimeout(connect, 2000);
+    });
+  }
+
+  if (filter) filter.addEventListener("change", applyFilter);
+  applyFilter();
+  connect();
+  window.addEventListener("pagehide", () => source && source.close());
+}
+
+// -- feed import progress -----------------------------------------------------------------------
+function setUpImportProgress() {
+  const box = document.getElementById("import-progress");
+  if (!box || !box.dataset.poll) return;
+  const bar = document.getElementById("import-bar");
+  const label = document.getElementById("import-label");
+  async function poll() {
+    let job;
+    try {
+      const resp = await fetch(box.dataset.poll, { headers: { Accept: "application/json" } });
+      if (!resp.ok) throw new Error(String(resp.status));
+      job = await resp.json();
+    } catch (err) {
+      setTimeout(poll, 2000);
+      return;
+    }
+    if (job.status === "done" || job.status === "failed") {
+      window.location.reload();
+      return;
+    }
+    if (job.total === null) {
+      bar.removeAttribute("value");
+      label.textContent = "Reading the file…";
+    } else {
+      bar.value = job.percent;
+      label.textContent = job.written.toLocaleString() + " of " + job.total.toLocaleString() +
+        " rows written (" + job.percent + "%)";
+    }
+    setTimeout(poll, 400);
+  }
+  poll();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setUpCopyButtons();
+  setUpDebugger();
+  setUpImportProgress();
+});
