@@ -255,11 +255,10 @@ def test_rotated_secret_keys(
     def app_with(**keys: Any) -> TestClient:
         return TestClient(create_app(tracking_settings(db_url, tmp_path / "d", **keys), clock))
 
-    with app_with(secret_key=SecretStr("old-" + "k" * 32)) as client:
+    old, new = SecretStr("old-" + "k" * 32), SecretStr("new-" + "k" * 32)
+    with app_with(secret_key=old) as client:
         clicks, _ = links(wrap(client, admin)["html"])
-    with app_with(
-        secret_key=SecretStr("new-" + "k" * 32), secret_keys_previous=[SecretStr("old-" + "k" * 32)]
-    ) as client:
+    with app_with(secret_key=new, secret_keys_previous=[old]) as client:
         assert client.get(as_sent(clicks[0]), follow_redirects=False).status_code == 302
     with app_with(secret_key=new) as client:
         r = client.get(as_sent(clicks[0]), follow_redirects=False)
