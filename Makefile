@@ -26,7 +26,9 @@ $(VENV)/.test-installed: pyproject.toml
 
 install: $(VENV)/.run-installed
 
-## make run: install, migrate the embedded SQLite database, prepare the demo, serve.
+## make run: install, migrate the embedded SQLite database, seed the demo once, serve.
+# The demo's product pictures are served by tidings itself, at its public URL.
+run: export TIDINGS_PUBLIC_URL ?= http://$(HOST):$(PORT)
 run: $(VENV)/.run-installed
 	$(BIN)/tidings migrate
 	$(BIN)/tidings demo --host $(HOST) --port $(PORT)

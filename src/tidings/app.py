@@ -50,6 +50,7 @@ from tidings.core.settings import Settings
 from tidings.core.signing import secret_key
 from tidings.demo import router as demo_router
 from tidings.demo.pictures import Pictures
+from tidings.demo.service import DemoEmails
 from tidings.identity.config import rules_from_settings
 from tidings.identity.graph import Identifier
 from tidings.identity.store import IdentityStore
@@ -136,6 +137,7 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
     content = ContentService(
         blocks, decisions, views, RenderCatalog(catalog), images, RenderCaches(), clock, settings
     )
+    tracking = TrackingService.from_settings(collect, sources, clock, settings)
     web = AdminUI(
         UserService(UserStore(db.engine), clock),
         profile_service,
@@ -163,7 +165,8 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         content=content,
         decisions=decisions,
         pictures=Pictures(),
-        tracking=TrackingService.from_settings(collect, sources, clock, settings),
+        tracking=tracking,
+        demo=DemoEmails(settings, tracking),
         web=web,
     )
 

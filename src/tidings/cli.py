@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -35,6 +36,7 @@ from tidings.web.cli import users_app
 
 if TYPE_CHECKING:
     from tidings.core.deps import Container
+    from tidings.demo.seed import DemoSeed
 
 app = typer.Typer(no_args_is_help=True, help="tidings: events in, personal email out.")
 sources_app = typer.Typer(no_args_is_help=True, help="Sources and their write keys.")
@@ -353,11 +355,38 @@ def tokens_revoke(token_id: str, db: DbOption = None) -> None:
     console.print(f"revoked {token_id}")
 
 
+def _seed_demo(settings: Settings, source_id: str, base: str, shop: bool) -> DemoSeed | None:
+    """Seed the demo shop once (see tidings.demo.seed); the seed already made, if any."""
+    from tidings.demo.seed import read_seed, seed_demo
+
+    found = read_seed(Path(settings.data_dir), source_id)
+    if found is not None or not shop:
+        return found
+    if settings.public_url is None:
+        settings = settings.model_copy(update={"public_url": base})
+    console.print("[bold]seeding the demo shop[/] (once; takes a few seconds)")
+    container = _container(settings)
+    try:
+        return seed_demo(
+            container,
+            source_id,
+            base,
+            drain=lambda: _drain(container, "building profiles"),
+            progress=True,
+            say=lambda line: console.print(f"  {line}", highlight=False),
+        )
+    finally:
+        container.db.close()
+
+
 @app.command()
 def demo(
     db: DbOption = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    shop: Annotated[
+        bool, typer.Option(help="Seed the demo shop: catalog, 2,000 shoppers, blocks")
+    ] = True,
 ) -> None:
     """Prepare the local demo once (a source, an admin token and an admin UI account) and
     print how to try it."""
@@ -407,6 +436,7 @@ def demo(
     finally:
         database.close()
     base = f"http://{host}:{port}"
+    seed = _seed_demo(settings, creds["source_id"], base, shop)
     console.rule("[bold]tidings demo")
     console.print(f"admin UI        {base}/admin")
     console.print(f"  email         {creds['admin_email']}")
@@ -415,6 +445,11 @@ def demo(
     console.print(f"write key       {creds['write_key']}   (source {creds['source_id']})")
     console.print(f"admin token     {creds['admin_token']}")
     console.print(f"(kept in {creds_path}; delete it and the database to start over)")
+    if seed is not None:
+        console.print(f"\ndemo email      {base}/demo/email   (three shoppers side by side)")
+        for role, email in seed.recipients.items():
+            console.print(f"  {role:<13} {base}/demo/email?u={quote(email)}", highlight=False)
+        console.print(f"blocks          {base}/admin/blocks")
     console.print("\nSend an event:")
     print(
         f"  curl -u '{creds['write_key']}:' {base}/v1/track \\\n"

@@ -309,6 +309,15 @@ class ImageCache:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique)))) as pool:
             return sum(pool.map(warm, unique))
 
+    def store_original(self, url: str, data: bytes) -> bool:
+        """Keep ``data`` as the downloaded original of ``url``, for images tidings draws itself
+        (the demo shop's pictures): later renders resize it without fetching."""
+        absolute = self.absolute(url)
+        if absolute is None:
+            return False
+        self._write(self._path(absolute, ".orig"), data)
+        return True
+
     def placeholder(self, width: int, height: int, text: str = "") -> Image.Image:
         """:func:`placeholder`, cached in memory."""
         key = ("placeholder", width, height, text)

@@ -23,6 +23,7 @@ from tidings.core.clock import Clock
 from tidings.core.db import Database
 from tidings.core.settings import Settings
 from tidings.demo.pictures import Pictures
+from tidings.demo.service import DemoEmails
 from tidings.pipeline.runner import Pipeline
 from tidings.profiles.retention import Retention
 from tidings.profiles.service import ProfileService
@@ -52,6 +53,7 @@ class Container:
     content: ContentService
     decisions: DecisionLog
     pictures: Pictures
+    demo: DemoEmails
     tracking: TrackingService
     web: AdminUI
 

@@ -6,7 +6,7 @@ import re
 from typing import Final
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from tidings.core.deps import container_of
 from tidings.core.errors import NotFound
@@ -28,8 +28,28 @@ async def product_picture(request: Request, product_id: str) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
 
+async def demo_email(request: Request, u: str | None = None) -> Response:
+    """The demo email as one recipient receives it (`u`), or, without `u`, the three sample
+    shoppers' emails side by side. 404 until `tidings demo` has seeded the shop."""
+    c = container_of(request)
+    base = str(request.base_url)
+    html = c.demo.email(u, base) if u is not None else c.demo.three_up(base)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
 def build_router() -> APIRouter:
     router = APIRouter(tags=["demo"])
+    router.add_api_route(
+        "/demo/email",
+        demo_email,
+        methods=["GET"],
+        response_class=HTMLResponse,
+        responses={
+            400: error("A u that is empty or too long"),
+            404: error("The demo is not seeded on this server"),
+        },
+        summary="The demo email, as a recipient receives it",
+    )
     router.add_api_route(
         "/demo/products/{product_id}.png",
         product_picture,

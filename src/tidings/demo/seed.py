@@ -12,21 +12,28 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from tidings.catalog.service import CatalogService
 from tidings.catalog.store import CatalogStore
+from tidings.content.schemas import BlockIn
 from tidings.core.clock import Clock
 from tidings.core.db import Database
+from tidings.profiles.state import ProfileState
 from tidings.simulate import generate_catalog, simulate
-from tidings.simulate.catalog import CatalogProduct
+from tidings.simulate.catalog import SHOP_URL, CatalogProduct
 from tidings.simulate.send import send_direct
+
+from .pictures import Pictures
+
+if TYPE_CHECKING:
+    from tidings.core.deps import Container
 
 SEED: Final = 1
 SHOPPERS: Final = 2000
@@ -44,27 +51,27 @@ class DemoSeed:
     products: int = 0
     events: int = 0
     shoppers: int = 0
-    sample_recipients: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    recipients: dict[str, str] = field(default_factory=dict)  # role → email
+    blocks: dict[str, str] = field(default_factory=dict)  # role → block id
 
 
 def marker_path(data_dir: Path) -> Path:
     return Path(data_dir) / MARKER
 
 
+def load_seed(data_dir: Path) -> DemoSeed | None:
+    """The recorded seed, or ``None`` when there is none (or it cannot be read)."""
+    try:
+        data = json.loads(marker_path(data_dir).read_text())
+        return DemoSeed(**data) if isinstance(data, dict) else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def read_seed(data_dir: Path, source_id: str) -> DemoSeed | None:
     """The recorded seed of this demo source, or ``None`` when it has not been seeded."""
-    path = marker_path(data_dir)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("source_id") != source_id:
-        return None
-    try:
-        return DemoSeed(**data)
-    except TypeError:
-        return None
+    seed = load_seed(data_dir)
+    return seed if seed is not None and seed.source_id == source_id else None
 
 
 def write_seed(data_dir: Path, seed: DemoSeed) -> None:
@@ -99,6 +106,83 @@ def catalog_feed(products: list[CatalogProduct]) -> bytes:
     )
 
 
+def demo_blocks(now: datetime, shop_url: str = SHOP_URL) -> dict[str, dict[str, Any]]:
+    """The demo's content blocks (as the blocks API takes them), by role."""
+    grid = {"columns": 3, "rows": 1, "width": 600, "title": None}
+    deadline = (now + timedelta(days=5)).replace(hour=23, minute=59, second=0, microsecond=0)
+    return {
+        "headline": {
+            "name": "Demo: headline",
+            "variants": [
+                {
+                    "id": "cart",
+                    "rule": {"type": "state", "field": "cart_quantity", "op": "gt", "value": 0},
+                    "creative": {
+                        "app": "text",
+                        "config": {
+                            "template": "Still thinking about it, "
+                            "{{ first_name | default('there') }}?",
+                            "style": {"height": 70},
+                        },
+                    },
+                },
+                {
+                    "id": "everyone",
+                    "creative": {
+                        "app": "text",
+                        "config": {
+                            "template": "Picked for you, {{ first_name | default('friend') }}",
+                            "style": {"height": 70},
+                        },
+                    },
+                },
+            ],
+            "fallback": {"kind": "collapse"},
+        },
+        "picks": {
+            "name": "Demo: picked for you (waterfall)",
+            "variants": [
+                {
+                    "id": "cart",
+                    "rule": {"type": "state", "field": "cart_quantity", "op": "gt", "value": 0},
+                    "creative": {"app": "cart_items", "config": {"layout": grid}},
+                },
+                {
+                    "id": "viewed",
+                    "rule": {"type": "event", "event": "Product Viewed", "within": "14d"},
+                    "creative": {"app": "recently_viewed", "config": {"layout": grid}},
+                },
+                {
+                    "id": "bestsellers",
+                    "creative": {
+                        "app": "recommended",
+                        "config": {"layout": grid, "bestsellers_fallback": True},
+                    },
+                },
+            ],
+            "fallback": {"kind": "collapse", "link_url": f"{shop_url}/"},
+            "utm": {"campaign": "demo-winter"},
+        },
+        "countdown": {
+            "name": "Demo: sale countdown",
+            "variants": [
+                {
+                    "id": "countdown",
+                    "creative": {
+                        "app": "countdown",
+                        "config": {
+                            "deadline": deadline.replace(tzinfo=None).isoformat(),
+                            "url": f"{shop_url}/sale",
+                            "style": {"height": 120, "background": "#1f2a44"},
+                        },
+                    },
+                }
+            ],
+            "fallback": {"kind": "collapse", "link_url": f"{shop_url}/sale"},
+        },
+    }
+
+
 def seed_shop(
     database: Database,
     database_url: str,
@@ -121,43 +205,65 @@ def seed_shop(
     sim = simulate(SEED, shoppers, days, start, products)
     result = send_direct(sim, database_url, source_id, progress=progress)
     say(f"shoppers: {shoppers:,} over {days} days, {result.stored or 0:,} events")
-    recipients = _sample_recipients(sim.ground_truth, clock.now())
     return DemoSeed(
         source_id=source_id,
         base_url=base_url,
         products=len(products),
         events=result.stored or 0,
         shoppers=shoppers,
-        sample_recipients=recipients,
     )
 
 
-def _sample_recipients(truth: Any, now: datetime) -> list[str]:
-    """Three signed-up shoppers whose emails show different content: one with a cart, one who
-    browsed, one who bought (the ground truth says who did what)."""
-    chosen: list[str] = []
-    people = [p for p in truth if getattr(p, "email", None)]
-    people.sort(key=lambda p: str(p.email))
-    for want in ("cart", "browsed", "bought"):
-        for person in people:
-            if person.email in chosen:
-                continue
-            if want == "cart" and getattr(person, "abandoned_cart", False):
-                chosen.append(person.email)
-                break
-            if (
-                want == "browsed"
-                and not person.converted
-                and not getattr(person, "abandoned_cart", False)
-            ):
-                chosen.append(person.email)
-                break
-            if want == "bought" and person.converted:
-                chosen.append(person.email)
-                break
-    for person in people:  # fewer kinds than three: fill with anyone signed up
-        if len(chosen) >= 3:
+def seed_demo(
+    container: Container,
+    source_id: str,
+    base_url: str,
+    *,
+    drain: Callable[[], int],
+    progress: bool = False,
+    say: Callable[[str], None] = lambda _: None,
+) -> DemoSeed:
+    """The whole demo, once: the shop (catalog and shoppers), their profiles (``drain``
+    applies the log), the pictures drawn into the image cache, the blocks and the three sample
+    recipients; recorded in the marker file."""
+    settings = container.settings
+    seed = seed_shop(
+        container.db,
+        settings.database_url,
+        source_id,
+        base_url,
+        container.clock,
+        progress=progress,
+        say=say,
+    )
+    applied = drain()
+    say(f"profiles built from {applied:,} events")
+    pictures = Pictures(container.content.caches.fonts)
+    for product in generate_catalog(SEED, PRODUCTS, base_url=base_url):
+        png = pictures.get(product.product_id, product.name, product.category)
+        container.images.store_original(product.image_url, png)
+    for role, body in demo_blocks(container.clock.now()).items():
+        block = container.content.blocks.create(BlockIn.model_validate(body))
+        seed.blocks[role] = block.id
+    seed.recipients = sample_recipients(container.profiles.sample(None))
+    write_seed(Path(settings.data_dir), seed)
+    return seed
+
+
+def sample_recipients(people: Iterable[tuple[str, str, ProfileState]]) -> dict[str, str]:
+    """Three shoppers whose emails show different things: one with a cart, one who browsed
+    lately without buying, one who bought; by role (``cart``, ``browsed``, ``bought``)."""
+    chosen: dict[str, str] = {}
+    for _, recipient, state in people:
+        if "@" not in recipient:
+            continue
+        cart = state.cart()["quantity"] > 0
+        if cart and state.order_count == 0:
+            chosen.setdefault("cart", recipient)
+        elif not cart and state.order_count == 0 and state.recently_viewed(3):
+            chosen.setdefault("browsed", recipient)
+        elif not cart and state.order_count > 0:
+            chosen.setdefault("bought", recipient)
+        if len(chosen) == 3:
             break
-        if person.email not in chosen:
-            chosen.append(person.email)
-    return chosen[:3]
+    return chosen
