@@ -448,8 +448,17 @@ def demo(
     if seed is not None:
         console.print(f"\ndemo email      {base}/demo/email   (three shoppers side by side)")
         for role, email in seed.recipients.items():
-            console.print(f"  {role:<13} {base}/demo/email?u={quote(email)}", highlight=False)
+            print(f"  {role:<13} {base}/demo/email?u={quote(email)}")
         console.print(f"blocks          {base}/admin/blocks")
+        if "browsed" in seed.user_ids:
+            console.print("\nPut something in the browsing shopper's cart, then reload:")
+            print(
+                f"  curl -u '{creds['write_key']}:' {base}/v1/track "
+                "-H 'Content-Type: application/json' \\\n"
+                f'    -d \'{{"userId":"{seed.user_ids["browsed"]}","event":"Product Added",'
+                '"properties":{"product_id":"prod-00007","price":49,"quantity":1,'
+                '"url":"https://shop.example/p/demo"}}\''
+            )
     console.print("\nSend an event:")
     print(
         f"  curl -u '{creds['write_key']}:' {base}/v1/track \\\n"

@@ -53,6 +53,7 @@ class DemoSeed:
     shoppers: int = 0
     recipients: dict[str, str] = field(default_factory=dict)  # role → email
     blocks: dict[str, str] = field(default_factory=dict)  # role → block id
+    user_ids: dict[str, str] = field(default_factory=dict)  # role → the shopper's userId
 
 
 def marker_path(data_dir: Path) -> Path:
@@ -246,6 +247,11 @@ def seed_demo(
         block = container.content.blocks.create(BlockIn.model_validate(body))
         seed.blocks[role] = block.id
     seed.recipients = sample_recipients(container.profiles.sample(None))
+    for role, email in seed.recipients.items():
+        ref = container.profiles.resolve(f"email:{email}")
+        for identifier in ref.identifiers:
+            if identifier.type == "user_id":
+                seed.user_ids[role] = identifier.value
     write_seed(Path(settings.data_dir), seed)
     return seed
 
@@ -253,17 +259,17 @@ def seed_demo(
 def sample_recipients(people: Iterable[tuple[str, str, ProfileState]]) -> dict[str, str]:
     """Three shoppers whose emails show different things: one with a cart, one who browsed
     lately without buying, one who bought; by role (``cart``, ``browsed``, ``bought``)."""
-    chosen: dict[str, str] = {}
+    found: dict[str, str] = {}
     for _, recipient, state in people:
         if "@" not in recipient:
             continue
         cart = state.cart()["quantity"] > 0
         if cart and state.order_count == 0:
-            chosen.setdefault("cart", recipient)
+            found.setdefault("cart", recipient)
         elif not cart and state.order_count == 0 and state.recently_viewed(3):
-            chosen.setdefault("browsed", recipient)
+            found.setdefault("browsed", recipient)
         elif not cart and state.order_count > 0:
-            chosen.setdefault("bought", recipient)
-        if len(chosen) == 3:
+            found.setdefault("bought", recipient)
+        if len(found) == 3:
             break
-    return chosen
+    return {role: found[role] for role in ("cart", "browsed", "bought") if role in found}

@@ -113,9 +113,9 @@ class DemoEmails:
         seed = self.seed()
         recipients = [(ROLES.get(role, role), email) for role, email in seed.recipients.items()]
         curl = ""
-        if "browsed" in seed.recipients:
+        if "browsed" in seed.user_ids:
             event = {
-                "userId": seed.recipients["browsed"],
+                "userId": seed.user_ids["browsed"],
                 "event": "Product Added",
                 "properties": {
                     "product_id": "prod-00001",
