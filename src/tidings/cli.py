@@ -355,7 +355,9 @@ def tokens_revoke(token_id: str, db: DbOption = None) -> None:
     console.print(f"revoked {token_id}")
 
 
-def _seed_demo(settings: Settings, source_id: str, base: str, shop: bool) -> DemoSeed | None:
+def _seed_demo(
+    settings: Settings, source_id: str, base: str, shop: bool, shoppers: int
+) -> DemoSeed | None:
     """Seed the demo shop once (see tidings.demo.seed); the seed already made, if any."""
     from tidings.demo.seed import read_seed, seed_demo
 
@@ -372,6 +374,7 @@ def _seed_demo(settings: Settings, source_id: str, base: str, shop: bool) -> Dem
             source_id,
             base,
             drain=lambda: _drain(container, "building profiles"),
+            shoppers=shoppers,
             progress=True,
             say=lambda line: console.print(f"  {line}", highlight=False),
         )
@@ -385,8 +388,9 @@ def demo(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     shop: Annotated[
-        bool, typer.Option(help="Seed the demo shop: catalog, 2,000 shoppers, blocks")
+        bool, typer.Option(help="Seed the demo shop: catalog, shoppers, blocks")
     ] = True,
+    shoppers: Annotated[int, typer.Option(min=10, help="Shoppers in the demo shop")] = 2000,
 ) -> None:
     """Prepare the local demo once (a source, an admin token and an admin UI account) and
     print how to try it."""
@@ -436,7 +440,7 @@ def demo(
     finally:
         database.close()
     base = f"http://{host}:{port}"
-    seed = _seed_demo(settings, creds["source_id"], base, shop)
+    seed = _seed_demo(settings, creds["source_id"], base, shop, shoppers)
     console.rule("[bold]tidings demo")
     console.print(f"admin UI        {base}/admin")
     console.print(f"  email         {creds['admin_email']}")

@@ -221,6 +221,7 @@ def seed_demo(
     base_url: str,
     *,
     drain: Callable[[], int],
+    shoppers: int = SHOPPERS,
     progress: bool = False,
     say: Callable[[str], None] = lambda _: None,
 ) -> DemoSeed:
@@ -234,6 +235,7 @@ def seed_demo(
         source_id,
         base_url,
         container.clock,
+        shoppers=shoppers,
         progress=progress,
         say=say,
     )
@@ -246,7 +248,8 @@ def seed_demo(
     for role, body in demo_blocks(container.clock.now()).items():
         block = container.content.blocks.create(BlockIn.model_validate(body))
         seed.blocks[role] = block.id
-    seed.recipients = sample_recipients(container.profiles.sample(None))
+    now_ms = int(container.clock.now().timestamp() * 1000)
+    seed.recipients = sample_recipients(container.profiles.sample(None), now_ms)
     for role, email in seed.recipients.items():
         ref = container.profiles.resolve(f"email:{email}")
         for identifier in ref.identifiers:
@@ -256,17 +259,22 @@ def seed_demo(
     return seed
 
 
-def sample_recipients(people: Iterable[tuple[str, str, ProfileState]]) -> dict[str, str]:
-    """Three shoppers whose emails show different things: one with a cart, one who browsed
-    lately without buying, one who bought; by role (``cart``, ``browsed``, ``bought``)."""
+def sample_recipients(
+    people: Iterable[tuple[str, str, ProfileState]], now_ms: int
+) -> dict[str, str]:
+    """Three shoppers whose emails show different things: one with a cart, one who browsed in
+    the last week without buying, one who bought; by role (``cart``, ``browsed``, ``bought``)."""
     found: dict[str, str] = {}
+    week_ago = now_ms - 7 * 86_400_000
     for _, recipient, state in people:
         if "@" not in recipient:
             continue
         cart = state.cart()["quantity"] > 0
+        viewed = state.recently_viewed(1)
+        lately = bool(viewed) and int(viewed[0].get("viewed_at_ms") or 0) >= week_ago
         if cart and state.order_count == 0:
             found.setdefault("cart", recipient)
-        elif not cart and state.order_count == 0 and state.recently_viewed(3):
+        elif not cart and state.order_count == 0 and lately:
             found.setdefault("browsed", recipient)
         elif not cart and state.order_count > 0:
             found.setdefault("bought", recipient)

@@ -118,7 +118,7 @@ class DemoEmails:
                 "userId": seed.user_ids["browsed"],
                 "event": "Product Added",
                 "properties": {
-                    "product_id": "prod-00001",
+                    "product_id": "prod-00007",
                     "url": f"{SHOP_URL}/p/demo",
                     "price": 49,
                     "quantity": 1,
