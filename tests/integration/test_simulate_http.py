@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from sqlalchemy import select
@@ -21,7 +23,7 @@ from tidings.testing import ServerProcess, prepare_database
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
-SHOPPERS, DAYS, SEED = 30, 3, 21
+SHOPPERS, DAYS, SEED = 30, 3, 23  # seed 23: a signed-up shopper ends with a cart
 
 
 def _shop(base_url: str = "http://127.0.0.1:8000") -> Simulation:
@@ -46,13 +48,72 @@ def _stored(url: str, source_id: str) -> dict[str, dict[str, object]]:
         db.close()
 
 
+def _caught_up(client: httpx.Client, admin: dict[str, str]) -> None:
+    for _ in range(200):
+        status = client.get("/v1/pipeline/status", headers=admin).json()
+        if status["backlog"] == 0 and status["position"] == status["head"]:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the pipeline did not catch up: {status}")
+
+
+def _carts(sim: Simulation) -> dict[str, tuple[str, str]]:
+    """Person → (email, product id) for the people whose latest cart event is an add of a
+    product they did not buy afterwards (their cart is not empty at the end)."""
+    last: dict[str, tuple[str, str | None]] = {}
+    email: dict[str, str] = {}
+    for event in sim:
+        m = event.message
+        traits = m.get("traits") or (m.get("context") or {}).get("traits") or {}
+        if isinstance(traits.get("email"), str):
+            email[event.person_id] = traits["email"]
+        name = m.get("event")
+        if name == "Product Added":
+            last[event.person_id] = ("added", m["properties"].get("product_id"))
+        elif name in ("Order Completed", "Product Removed", "Cart Viewed", "Checkout Started"):
+            last[event.person_id] = ("other", None)
+    return {
+        person: (email[person], str(pid))
+        for person, (kind, pid) in last.items()
+        if kind == "added" and pid and person in email
+    }
+
+
 def test_a_small_shop_sent_with_segments_client_arrives_whole(db_url: str, tmp_path: Path) -> None:
+    """Counts, identity merges against the ground truth, and a shopper who added to their
+    cart sees it in the next render of a cart block."""
     creds = prepare_database(db_url)
+    admin = {"Authorization": f"Bearer {creds.admin_token}"}
     live = ServerProcess(db_url, log_path=tmp_path / "server.log").start()
     try:
         expected = {e.message["messageId"]: e for e in _shop(live.url)}
         sim = _shop(live.url)
         result = send_http(sim, live.url, creds.write_key, progress=False)
+        with httpx.Client(base_url=live.url, timeout=10) as client:
+            _caught_up(client, admin)
+            for person in sim.ground_truth:
+                if person.user_id is None:
+                    continue
+                r = client.get(f"/v1/profiles/user_id:{person.user_id}/identities", headers=admin)
+                assert r.status_code == 200, r.text
+                held = {(i["type"], i["value"]) for i in r.json()["data"]}
+                for anonymous_id in person.linked_anonymous_ids:
+                    assert ("anonymous_id", anonymous_id) in held, person.person_id
+            carts = _carts(_shop(live.url))
+            assert carts, "the small shop has someone with a cart"
+            body = {
+                "name": "Cart",
+                "variants": [{"creative": {"app": "cart_items", "config": {}}}],
+                "fallback": {"kind": "collapse"},
+            }
+            block = client.post("/v1/blocks", json=body, headers=admin).json()["id"]
+            for shopper_email, product_id in carts.values():
+                r = client.get(f"/i/{block}.png", params={"u": shopper_email})
+                assert r.headers["x-tidings-served"] == "render", shopper_email
+                shown = client.get(
+                    f"/v1/blocks/{block}/decisions", params={"u": shopper_email}, headers=admin
+                ).json()["data"][0]["shown"]
+                assert product_id in [s["product_id"] for s in shown]
     finally:
         live.stop()
     assert result.errors == []
