@@ -71,7 +71,11 @@ def build_router() -> APIRouter:
         "/v1/campaigns",
         status_code=201,
         response_model=CampaignOut,
-        responses={**admin, 422: error("A field or the template is not valid")},
+        responses={
+            **admin,
+            400: error("A body that is not JSON"),
+            422: error("A field or the template is not valid"),
+        },
         summary="Create a campaign",
     )
     def create(body: CampaignIn, c: AdminDep) -> dict[str, Any]:
@@ -97,7 +101,12 @@ def build_router() -> APIRouter:
     @router.put(
         "/v1/campaigns/{id}",
         response_model=CampaignOut,
-        responses={**admin, **NOT_FOUND, 422: error("A field or the template is not valid")},
+        responses={
+            **admin,
+            **NOT_FOUND,
+            400: error("A body that is not JSON"),
+            422: error("A field or the template is not valid"),
+        },
         summary="Replace a campaign",
     )
     def put(id: CampaignId, body: CampaignIn, c: AdminDep) -> dict[str, Any]:
