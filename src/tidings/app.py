@@ -16,6 +16,9 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings import __version__
+from tidings.campaigns import router as campaigns_router
+from tidings.campaigns.service import CampaignService
+from tidings.campaigns.store import CampaignStore
 from tidings.catalog import router as catalog_router
 from tidings.catalog.images import ImageCache
 from tidings.catalog.service import CatalogService
@@ -138,6 +141,9 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         blocks, decisions, views, RenderCatalog(catalog), images, RenderCaches(), clock, settings
     )
     tracking = TrackingService.from_settings(collect, sources, clock, settings)
+    campaigns = CampaignService(
+        db, CampaignStore(db.engine), profile_service, content, tracking, clock, settings
+    )
     web = AdminUI(
         UserService(UserStore(db.engine), clock),
         profile_service,
@@ -167,6 +173,7 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         pictures=Pictures(),
         tracking=tracking,
         demo=DemoEmails(settings, tracking),
+        campaigns=campaigns,
         web=web,
     )
 
@@ -246,9 +253,23 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                     name="tidings-retention",
                 )
             )
+        receiver = None
+        if settings.inbound_smtp_port is not None:
+            from tidings.campaigns.smtpd import start_receiver
+
+            receiver = await start_receiver(
+                container.campaigns,
+                settings.inbound_smtp_host,
+                settings.inbound_smtp_port,
+                settings.reply_domain,
+            )
         try:
             yield
         finally:
+            if receiver is not None:
+                receiver.close()
+                await receiver.wait_closed()
+            await container.campaigns.stop()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -286,6 +307,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         content_router.build_router(),
         demo_router.build_router(),
         tracking_router.build_router(),
+        campaigns_router.build_router(),
         web_router.build_router(),
     ):
         _mount(app, router)

@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tidings.campaigns.cli import campaigns_app
 from tidings.catalog.cli import catalog_app
 from tidings.content.cli import blocks_app
 from tidings.core import migrate as migrations
@@ -50,6 +51,7 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(emails_app, name="emails")
+app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(users_app, name="users")
 console = Console()
 
@@ -112,6 +114,16 @@ def serve(
             "one of them runs the pipeline)",
         ),
     ] = 1,
+    smtp_port: Annotated[
+        int | None,
+        typer.Option(
+            "--smtp-port",
+            min=1,
+            max=65535,
+            help="Also receive replies over SMTP on this port (TIDINGS_INBOUND_SMTP_PORT; "
+            "needs aiosmtpd: pip install 'tidings[smtp]')",
+        ),
+    ] = None,
 ) -> None:
     """Serve the collection API, the admin API and the open-time endpoints."""
     import uvicorn
@@ -119,6 +131,11 @@ def serve(
     from tidings.app import create_app
 
     settings = _settings(db)
+    if smtp_port is not None:
+        if workers > 1:
+            console.print("[red]--smtp-port needs --workers 1 (one process listens on it)[/]")
+            raise typer.Exit(2)
+        settings = settings.model_copy(update={"inbound_smtp_port": smtp_port})
     console.print(
         f"tidings on [bold]http://{host}:{port}[/] · database {_safe_url(settings.database_url)}"
         + (f" · {workers} processes" if workers > 1 else "")

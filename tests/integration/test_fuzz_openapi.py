@@ -28,7 +28,14 @@ from tidings.app import create_app
 from tidings.core.settings import Settings
 from tidings.testing import Credentials, prepare_database
 
-ADMIN_PATHS = ("/v1/profiles", "/v1/pipeline", "/v1/catalog", "/v1/blocks", "/v1/emails")
+ADMIN_PATHS = (
+    "/v1/profiles",
+    "/v1/pipeline",
+    "/v1/catalog",
+    "/v1/blocks",
+    "/v1/emails",
+    "/v1/campaigns",
+)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -57,10 +64,18 @@ class FuzzTarget:
                 debugger_poll_s=0.05,
                 # One configured webhook, so /v1/webhooks/{esp} reaches its checks.
                 webhook_postmark_token=SecretStr("fuzz-token"),
+                # Inbound replies configured, so /v1/inbound/* reach their checks.
+                inbound_sendgrid_secret=SecretStr("fuzz-secret"),
+                inbound_mailgun_signing_key=SecretStr("fuzz-key"),
+                smtp_host="127.0.0.1",
+                smtp_port=9,  # nothing listens: a send fails per message, never a 5xx
+                smtp_security="none",
+                smtp_from="fuzz@shop.example",
             )
         )
         # A real block, so half the content cases open, click and read an existing one.
         self.block_id = _make_block(self.app, self.creds.admin_token)
+        self.campaign_id = _make_campaign(self.app, self.creds.admin_token)
 
     def authorize(self, case: schemathesis.Case) -> None:
         """Credentials that get the case past auth, and real ids where the case names one."""
@@ -73,6 +88,11 @@ class FuzzTarget:
             if path == "/i/{name}" and _coin(case):
                 params["name"] = f"{self.block_id}.png"
         if path.startswith(("/i/", "/c/")):
+            return
+        if path.startswith("/v1/campaigns/") and "id" in params and _coin(case):
+            params["id"] = self.campaign_id
+        if path.startswith("/v1/inbound/sendgrid") and _coin(case):
+            case.query = {**(case.query or {}), "secret": "fuzz-secret"}
             return
         if path.startswith("/v1/webhooks/") and _coin(case):
             params["esp"] = "postmark"
@@ -112,6 +132,21 @@ def _make_block(app: Any, token: str) -> str:
     }
     with TestClient(app) as client:
         r = client.post("/v1/blocks", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+
+def _make_campaign(app: Any, token: str) -> str:
+    from starlette.testclient import TestClient
+
+    body = {
+        "name": "fuzz",
+        "subject": "Hi",
+        "html": "<p>Hi {{ first_name | default('there') }}</p>",
+        "recipients": {"emails": ["fuzz@example.com"]},
+    }
+    with TestClient(app) as client:
+        r = client.post("/v1/campaigns", json=body, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 

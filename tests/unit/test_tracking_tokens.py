@@ -142,5 +142,5 @@ def test_configured_key_wins_and_previous_keys_follow(tmp_path: Path) -> None:
         secret_key=SecretStr("current-" + "k" * 32),
         secret_keys_previous=[SecretStr("old-" + "k" * 32), SecretStr("current-" + "k" * 32)],
     )
-    assert all_secret_keys(settings) == [b"current", b"old"]
+    assert all_secret_keys(settings) == [b"current-" + b"k" * 32, b"old-" + b"k" * 32]
     assert not (tmp_path / "secret_key").exists()

@@ -101,6 +101,17 @@ class CollectService:
         await self.queue.submit(outcome.rows, rejected)
         return outcome
 
+    def head_seq(self) -> int:
+        """The events log's newest ``seq`` (0 when empty)."""
+        return self.queue.store.head_seq()
+
+    def events_of_source(
+        self, source_id: str, names: list[str], after_seq: int, limit: int
+    ) -> list[tuple[int, int, str, str]]:
+        """``(seq, timestamp, event, payload)`` of one source's track events called one of
+        ``names`` after ``after_seq``, in log order, at most ``limit`` (an index range)."""
+        return self.queue.store.source_events_named(source_id, names, after_seq, limit)
+
     async def record_rejection(
         self, source_id: str | None, facts: RequestFacts, error: FieldError, raw: Any
     ) -> None:

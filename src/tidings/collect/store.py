@@ -271,6 +271,46 @@ class CollectStore:
         found.sort(key=lambda row: row[0], reverse=True)
         return found[:limit]
 
+    def events_named_in(
+        self, seqs: Sequence[int], names: Sequence[str], since_ms: int, until_ms: int
+    ) -> list[tuple[int, int, str, str]]:
+        """``(seq, timestamp, event, payload)`` of the track events called one of ``names``
+        among ``seqs`` with ``since_ms <= timestamp < until_ms`` (primary key reads)."""
+        found: list[tuple[int, int, str, str]] = []
+        with self.engine.connect() as conn:
+            for part in chunks(sorted(set(seqs)), 500):
+                query = select(
+                    events.c.seq, events.c.timestamp, events.c.event, events.c.payload
+                ).where(
+                    events.c.seq.in_(part),
+                    events.c.type == "track",
+                    events.c.event.in_(list(names)),
+                    events.c.timestamp >= since_ms,
+                    events.c.timestamp < until_ms,
+                )
+                found.extend((int(q), int(t), e, p) for q, t, e, p in conn.execute(query))
+        return found
+
+    def source_events_named(
+        self, source_id: str, names: Sequence[str], after_seq: int, limit: int
+    ) -> list[tuple[int, int, str, str]]:
+        """``(seq, timestamp, event, payload)`` of one source's track events called one of
+        ``names`` with ``seq > after_seq``, in seq order, at most ``limit``: a range of
+        ``ix_events_source_seq``."""
+        query = (
+            select(events.c.seq, events.c.timestamp, events.c.event, events.c.payload)
+            .where(
+                events.c.source_id == source_id,
+                events.c.seq > after_seq,
+                events.c.type == "track",
+                events.c.event.in_(list(names)),
+            )
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(int(q), int(t), e, p) for q, t, e, p in conn.execute(query)]
+
     def head_seq(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.max(events.c.seq))).scalar() or 0)

@@ -260,16 +260,14 @@ def build_router() -> APIRouter:
         email (in its URL-encoding form where it has one) and its send id tag, so the image and
         the click of one send stay paired. The height is left out when the variants' differ."""
         block = c.content.blocks.get(id)
-        fonts = c.content.caches.fonts
-        heights = {v.display_height(fonts) for v in block.variants}
-        height = heights.pop() if len(heights) == 1 and slot is None else None
+        width, height = c.content.tag_size(block, slot)
         base = c.settings.public_url or str(request.base_url)
         try:
             html = creative_tag(
                 base,
                 block.id,
                 esp,
-                width=block.main.width,
+                width=width,
                 height=height,
                 alt=alt if alt is not None else block.name,
                 slot=slot,

@@ -348,6 +348,33 @@ class ContentService:
             )
         return with_utm(target, block.spec.utm, utm or {})
 
+    # -- what a send showed ----------------------------------------------------------------------
+    def tag_size(self, block: CompiledBlock, slot: int | None) -> tuple[int, int | None]:
+        """The ``width`` and ``height`` of a block's ``<img>`` (no height when the variants'
+        differ, or for one slot)."""
+        heights = {v.display_height(self.caches.fonts) for v in block.variants}
+        height = heights.pop() if len(heights) == 1 and slot is None else None
+        return block.main.width, height
+
+    async def variants_seen(self, send_id: str) -> dict[str, dict[str, str]]:
+        """Which variant each recipient of one send saw, per block: ``{recipient_key:
+        {block_id: variant}}``, from the send's render decisions (a person's latest render
+        over a machine's; ``"fallback"`` when the block fell back). Flushes the log first."""
+        await self.decisions.flush()
+        seen: dict[str, dict[str, tuple[bool, int, str]]] = {}
+        after = 0
+        while True:
+            rows = self.decisions.store.variants_of_send(send_id, after, 5000)
+            if not rows:
+                break
+            for row_id, key, block_id, variant, machine, at in rows:
+                after = row_id
+                best = seen.setdefault(key, {}).get(block_id)
+                rank = (not machine, at, variant or "fallback")
+                if best is None or rank[:2] >= best[:2]:
+                    seen[key][block_id] = rank
+        return {k: {b: r[2] for b, r in blocks.items()} for k, blocks in seen.items()}
+
     # -- reading ------------------------------------------------------------------------------
     def alarms(self, block_id: str) -> list[dict[str, Any]]:
         """The block's alarms (what is written so far: flush the decision log first)."""

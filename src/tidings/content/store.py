@@ -83,6 +83,8 @@ Index(
     render_decisions.c.at,
 )
 Index("ix_render_decisions_profile", render_decisions.c.profile_id)
+# A campaign report reads which variant each recipient of one send saw.
+Index("ix_render_decisions_send", render_decisions.c.send_id, render_decisions.c.recipient_key)
 
 content_locks = Table(
     "content_locks",
@@ -315,6 +317,21 @@ class ContentStore:
         query = query.order_by(render_decisions.c.at.desc(), render_decisions.c.id.desc())
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query.limit(limit)).mappings()]
+
+    def variants_of_send(
+        self, send_id: str, after_id: int, limit: int
+    ) -> list[tuple[int, str, str, str | None, bool, int]]:
+        """``(id, recipient_key, block_id, variant, machine, at)`` of one send's decisions
+        with ``id > after_id``, in id order, at most ``limit`` (``ix_render_decisions_send``)."""
+        c = render_decisions.c
+        query = (
+            select(c.id, c.recipient_key, c.block_id, c.variant, c.machine, c.at)
+            .where(c.send_id == send_id, c.id > after_id)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(int(i), k, b, v, bool(m), int(a)) for i, k, b, v, m, a in conn.execute(query)]
 
     def latest(
         self, block_id: str, recipient_key: str, send_id: str | None, slot: int

@@ -31,6 +31,7 @@ __all__ = [
     "EspTags",
     "creative_tag",
     "is_unsubstituted_merge_tag",
+    "recipient_tag",
     "restore_plus_signs",
 ]
 
@@ -191,6 +192,44 @@ def creative_tag(
     tags = ESPS.get(esp)
     if tags is None:
         raise ValueError(f"esp: unknown ESP {esp!r}; one of {', '.join(ESPS)}")
+    # The merge tags stay literal: the ESP substitutes them before the email leaves.
+    query = f"u={tags.email}"
+    if tags.send_id is not None:
+        query += f"&s={tags.send_id}"
+    return _tag(base_url, block_id, query, width, height, alt, slot, fmt, utm)
+
+
+def recipient_tag(
+    base_url: str,
+    block_id: str,
+    *,
+    recipient: str,
+    send_id: str,
+    width: int,
+    height: int | None,
+    alt: str,
+    slot: int | None = None,
+    fmt: str = "png",
+    utm: Mapping[str, str] | None = None,
+) -> str:
+    """The creative tag of an email tidings sends itself: the recipient's real address (or
+    user id) and the send id are written in, URL-encoded (``+`` as ``%2B``), instead of an
+    ESP's merge tags. Raises ``ValueError`` as :func:`creative_tag` does."""
+    query = f"u={quote(recipient, safe='')}&s={quote(send_id, safe='')}"
+    return _tag(base_url, block_id, query, width, height, alt, slot, fmt, utm)
+
+
+def _tag(
+    base_url: str,
+    block_id: str,
+    query: str,
+    width: int,
+    height: int | None,
+    alt: str,
+    slot: int | None,
+    fmt: str,
+    utm: Mapping[str, str] | None,
+) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"fmt: {fmt!r} is not one of {', '.join(sorted(FORMATS))}")
     for name, side in (("width", width), ("height", height)):
@@ -198,15 +237,10 @@ def creative_tag(
             raise ValueError(f"{name}: {side} is outside 1..{MAX_SIDE}")
     if slot is not None and slot < 0:
         raise ValueError(f"slot: {slot} is negative")
-
     base = base_url.rstrip("/")
     path = quote(block_id, safe="")
     if slot is not None:
         path = f"{path}/{slot}"
-    # The merge tags stay literal: the ESP substitutes them before the email leaves.
-    query = f"u={tags.email}"
-    if tags.send_id is not None:
-        query += f"&s={tags.send_id}"
     click_query = query
     if utm:
         click_query += "&" + urlencode(sorted(utm.items()))

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from tidings.campaigns.service import CampaignService
 from tidings.catalog.images import ImageCache
 from tidings.catalog.service import CatalogService
 from tidings.collect.debugger import Debugger
@@ -55,6 +56,7 @@ class Container:
     pictures: Pictures
     demo: DemoEmails
     tracking: TrackingService
+    campaigns: CampaignService
     web: AdminUI
 
 

@@ -181,6 +181,50 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
 
+    # Campaigns (campaigns/): sending over SMTP, replies, reports.
+    smtp_host: str | None = Field(default=None, description="The SMTP server campaigns go out by")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls (submission, 587), tls (implicit TLS, 465) or none (a local relay)",
+    )
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    smtp_from: str | None = Field(
+        default=None, description="From address of campaigns that name none"
+    )
+    campaign_send_rate: float = Field(
+        default=10.0, gt=0, le=10_000, description="Messages per second a send goes out at"
+    )
+    campaign_send_burst: int = Field(
+        default=1, ge=1, le=10_000, description="Messages that may go out at once (token bucket)"
+    )
+    campaign_attribution_days: float = Field(
+        default=5.0, gt=0, le=90, description="Default attribution window of a campaign"
+    )
+    reply_domain: str | None = Field(
+        default=None,
+        description="Domain of the per-recipient Reply-To (reply+<token>@domain): its MX must "
+        "reach an inbound endpoint or the built-in SMTP receiver",
+    )
+    reply_store_body: bool = Field(
+        default=False, description="Keep a reply's whole text in its event (else a snippet)"
+    )
+    reply_snippet_chars: int = Field(default=200, ge=0, le=2000)
+    inbound_sendgrid_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret SendGrid Inbound Parse sends (?secret= or the Basic password)",
+    )
+    inbound_mailgun_signing_key: SecretStr | None = Field(
+        default=None, description="Mailgun's HTTP webhook signing key (routes are signed with it)"
+    )
+    inbound_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    inbound_smtp_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Run the built-in SMTP receiver for replies"
+    )
+    inbound_smtp_host: str = "127.0.0.1"
+
     # Machine fetches (tracking/machine.py): opens prefetched by Apple Mail Privacy Protection
     # and security scanners. 17.0.0.0/8 is Apple's own network (ASN 714); Apple publishes the
     # full egress list MPP and iCloud Private Relay share at

@@ -27,7 +27,7 @@ from tidings.identity.graph import (
     IdentityRules,
     normalize_email,
 )
-from tidings.identity.store import IdentityStore
+from tidings.identity.store import IdentityStore, suppression_hash
 from tidings.pipeline.store import CursorStore
 
 from .projector import CONSUMER
@@ -253,6 +253,82 @@ class ProfileService:
                 held = identifiers.get(pid, [])
                 by_type = {i.type: i.value for i in reversed(held)}
                 out.append((pid, by_type.get(EMAIL) or by_type.get(USER_ID) or pid, state))
+        return out
+
+    # -- many people at once (campaigns) --------------------------------------------------------
+    def with_email(self) -> list[tuple[str, str]]:
+        """``(profile_id, email)`` of every profile holding an email address (its first)."""
+        ids = self.identity.profiles_holding([EMAIL])
+        out: list[tuple[str, str]] = []
+        for part in chunks(ids, 500):
+            held = self.identity.identities_of_many(part)
+            for pid in part:
+                email = next((i.value for i in held.get(pid, []) if i.type == EMAIL), None)
+                if email is not None:
+                    out.append((pid, email))
+        return out
+
+    def profiles_for(self, values: Sequence[str]) -> dict[str, str]:
+        """The profile each recipient value names (an email address when it holds an ``@``,
+        else a user id), for those that name one: ``{value: profile_id}``."""
+        wanted: dict[Identifier, list[str]] = {}
+        for value in values:
+            v = value.strip()
+            identifier = (
+                Identifier(EMAIL, normalize_email(v)) if "@" in v else Identifier(USER_ID, v)
+            )
+            wanted.setdefault(identifier, []).append(value)
+        found = self.identity.profiles_of(list(wanted))
+        return {value: pid for i, pid in found.items() for value in wanted[i]}
+
+    def email_of(self, profile_ids: Sequence[str]) -> dict[str, str]:
+        """Each profile's first email address, for those holding one."""
+        out: dict[str, str] = {}
+        for pid, held in self.identity.identities_of_many(profile_ids).items():
+            email = next((i.value for i in held if i.type == EMAIL), None)
+            if email is not None:
+                out[pid] = email
+        return out
+
+    def states_of(self, profile_ids: Sequence[str]) -> dict[str, ProfileState]:
+        """The derived state of each of these profiles that has one."""
+        return self.profiles.states(profile_ids)
+
+    def suppressed(self, values: Sequence[str]) -> set[str]:
+        """Which of these recipient values (email addresses or user ids) belong to a deleted,
+        suppressed person."""
+        hashes = self.identity.suppressed_hashes()
+        if not hashes:
+            return set()
+        out: set[str] = set()
+        for value in values:
+            v = value.strip()
+            candidates = [Identifier(USER_ID, v)]
+            if "@" in v:
+                candidates.append(Identifier(EMAIL, normalize_email(v)))
+            if any(suppression_hash(i) in hashes for i in candidates):
+                out.add(value)
+        return out
+
+    def events_of_many(
+        self, profile_ids: Sequence[str], names: Sequence[str], since_ms: int, until_ms: int
+    ) -> dict[str, list[tuple[int, int, str, dict[str, Any]]]]:
+        """``{profile_id: [(timestamp_ms, seq, event, message)]}`` of these people's track
+        events called one of ``names`` in ``[since_ms, until_ms)``, oldest first. Indexed
+        reads in chunks: their identifiers, their timeline rows, then the events by key."""
+        held = self.identity.identities_of_many(profile_ids)
+        owner = {i: pid for pid, ids in held.items() for i in ids}
+        seq_owner: dict[int, str] = {}
+        for identifier, seq in self.profiles.timeline_of_many(list(owner)):
+            seq_owner[seq] = owner[identifier]
+        out: dict[str, list[tuple[int, int, str, dict[str, Any]]]] = {}
+        for seq, ts, event, payload in self.collect.events_named_in(
+            list(seq_owner), names, since_ms, until_ms
+        ):
+            message = orjson.loads(payload)
+            out.setdefault(seq_owner[seq], []).append((ts, seq, event, message))
+        for rows in out.values():
+            rows.sort(key=lambda r: (r[0], r[1]))
         return out
 
     def identities(self, ref: ProfileRef) -> dict[str, Any]:

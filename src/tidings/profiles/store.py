@@ -153,6 +153,19 @@ class ProfileStore:
         with self.engine.connect() as conn:
             return [int(s) for (s,) in conn.execute(query)]
 
+    def timeline_of_many(self, ids: Sequence[Identifier]) -> list[tuple[Identifier, int]]:
+        """``(identifier, seq)`` of every event anchored on one of ``ids`` (primary key reads,
+        in chunks)."""
+        found: list[tuple[Identifier, int]] = []
+        key = tuple_(timeline.c.id_type, timeline.c.id_value)
+        with self.engine.connect() as conn:
+            for part in chunks(_pairs(ids), 300):
+                query = select(timeline.c.id_type, timeline.c.id_value, timeline.c.seq).where(
+                    key.in_(part)
+                )
+                found.extend((Identifier(t, v), int(s)) for t, v, s in conn.execute(query))
+        return found
+
     def trait_history(self, seqs: Sequence[int]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         with self.engine.connect() as conn:

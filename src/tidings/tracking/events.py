@@ -22,6 +22,7 @@ EMAIL_LINK_CLICKED = "Email Link Clicked"
 EMAIL_BOUNCED = "Email Bounced"
 EMAIL_MARKED_AS_SPAM = "Email Marked as Spam"
 UNSUBSCRIBED = "Unsubscribed"
+EMAIL_REPLIED = "Email Replied"
 EMAIL_EVENTS = (
     EMAIL_DELIVERED,
     EMAIL_OPENED,
@@ -29,6 +30,7 @@ EMAIL_EVENTS = (
     EMAIL_BOUNCED,
     EMAIL_MARKED_AS_SPAM,
     UNSUBSCRIBED,
+    EMAIL_REPLIED,
 )
 LIBRARY = {"name": "tidings-tracking", "version": __version__}
 

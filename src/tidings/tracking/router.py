@@ -83,6 +83,60 @@ def build_router() -> APIRouter:
             raise
         return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})
 
+    @router.get(
+        "/t/u/{token}",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/html": {}}, "description": "Asks to confirm"},
+            400: {"content": {"text/html": {}}, "description": "A forged or altered link"},
+        },
+        summary="Unsubscribe page",
+    )
+    def unsubscribe_page(token: TokenPath, request: Request) -> Response:
+        """A confirmation page (a GET must not unsubscribe: scanners follow links); its
+        button POSTs to the same address."""
+        action = html.escape(request.url.path, quote=True)
+        page = (
+            "<!doctype html><html lang=en><meta charset=utf-8><title>Unsubscribe</title>"
+            "<body style='font-family:sans-serif;max-width:36em;margin:4em auto'>"
+            "<h1>Unsubscribe</h1><p>Stop receiving these emails?</p>"
+            f"<form method=post action='{action}'><button>Unsubscribe</button></form>"
+            "</body></html>"
+        )
+        return Response(page, media_type="text/html", headers={"Cache-Control": "no-store"})
+
+    @router.post(
+        "/t/u/{token}",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/html": {}}, "description": "Unsubscribed"},
+            400: {
+                "description": "A forged or altered link",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}},
+                    "text/html": {"schema": {"type": "string"}},
+                },
+            },
+        },
+        summary="Unsubscribe (RFC 8058 one-click)",
+    )
+    async def unsubscribe(token: TokenPath, request: Request) -> Response:
+        """Records `Unsubscribed` for the link's recipient and campaign; mail clients POST
+        here from the `List-Unsubscribe` header."""
+        try:
+            await container_of(request).tracking.unsubscribe(_fetch(request, token))
+        except TidingsError as exc:
+            if "text/html" in request.headers.get("accept", ""):
+                return _bad_link_page(exc)
+            raise
+        page = (
+            "<!doctype html><html lang=en><meta charset=utf-8><title>Unsubscribed</title>"
+            "<body style='font-family:sans-serif;max-width:36em;margin:4em auto'>"
+            "<h1>You are unsubscribed</h1><p>You will get no more of these emails.</p>"
+            "</body></html>"
+        )
+        return Response(page, media_type="text/html", headers={"Cache-Control": "no-store"})
+
     @router.post(
         "/v1/emails/wrap",
         response_model=WrapOut,

@@ -21,12 +21,21 @@ from tidings.core.errors import FieldError, TidingsError
 from tidings.core.settings import Settings
 from tidings.core.signing import BadToken, Signer
 
-from .events import EMAIL_LINK_CLICKED, EMAIL_OPENED, EmailEvent, ip_class
+from .events import EMAIL_LINK_CLICKED, EMAIL_OPENED, UNSUBSCRIBED, EmailEvent, ip_class
 from .links import UnsafeTarget, fill, raw_params, recipient_from, with_utm
 from .machine import FetchClassifier
 from .tokens import PURPOSE, TrackingToken, decode
 from .webhooks import BadSignature, Esp, InvalidPayload, Normalized, WebhookRequest, esp_for
-from .wrap import Recipient, WrapOptions, Wrapped, campaign_of, recipient_for, wrap_html
+from .wrap import (
+    Campaign,
+    Recipient,
+    WrapOptions,
+    Wrapped,
+    campaign_of,
+    recipient_for,
+    unsubscribe_url,
+    wrap_html,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +140,68 @@ class TrackingService:
             skip_unsubscribe=options.skip_unsubscribe,
             add_pixel=options.add_pixel,
         )
+
+    def unsubscribe_link(self, base_url: str, campaign: Campaign, recipient: str) -> str:
+        """The signed one-click unsubscribe URL of one recipient's email."""
+        return unsubscribe_url(
+            self.settings.public_url or base_url, self.signer, campaign, recipient
+        )
+
+    # -- events tidings makes itself (sending, replies) -----------------------------------------
+    async def record_events(self, events: list[EmailEvent], endpoint: str) -> int:
+        """Collect Email spec events about tidings' own emails (delivered, bounced, replied)
+        under the email source, like its opens and clicks; returns how many were stored (a
+        repeated messageId is skipped)."""
+        if not events:
+            return 0
+        source = self.source(EMAIL_SOURCE_ID, EMAIL_SOURCE_NAME)
+        facts = RequestFacts(endpoint, None, None, 0)
+        outcome = await self.collect.ingest_internal(source, [e.message() for e in events], facts)
+        return len(outcome.rows)
+
+    async def reject(self, endpoint: str, code: str, message: str, raw: Any) -> None:
+        """Keep a refused payload (an inbound email nobody can be matched to, say) as a
+        rejection of the email source, for its debugger."""
+        source = self.source(EMAIL_SOURCE_ID, EMAIL_SOURCE_NAME)
+        facts = RequestFacts(endpoint, None, None, 0)
+        await self.collect.record_rejection(source.id, facts, FieldError(code, message), raw)
+
+    def email_events(
+        self, names: list[str], after_seq: int, limit: int
+    ) -> list[tuple[int, int, str, str]]:
+        """``(seq, timestamp, event, payload)`` of the email source's events called one of
+        ``names`` after ``after_seq``, in log order (a report's read)."""
+        return self.collect.events_of_source(EMAIL_SOURCE_ID, names, after_seq, limit)
+
+    async def unsubscribe(self, fetch: Fetch) -> TrackingToken:
+        """Record ``Unsubscribed`` for a genuine unsubscribe link (once per email: repeats are
+        deduplicated). A forged or altered link raises a 400."""
+        try:
+            token = self._token(fetch, "unsubscribe", check_expiry=False)
+        except BadToken as exc:
+            await self._reject(fetch, "t/u", exc.code, exc.message)
+            raise TidingsError(
+                exc.code, f"this unsubscribe link is not valid: {exc.message}", "token"
+            ) from None
+        message = EmailEvent(
+            UNSUBSCRIBED,
+            email=token.recipient if token.recipient_type == "email" else None,
+            user_id=token.recipient if token.recipient_type == "user_id" else None,
+            properties={
+                "email_id": token.email_id,
+                "email_subject": token.email_subject,
+                "campaign_id": token.campaign_id,
+                "campaign_name": token.campaign_name,
+            },
+            message_id=f"unsubscribe-{token.email_id or token.campaign_id}-{token.recipient}"[:100],
+            ip=fetch.client_ip,
+            user_agent=fetch.user_agent,
+        ).message()
+        source = self.source(EMAIL_SOURCE_ID, EMAIL_SOURCE_NAME)
+        await self.collect.ingest_internal(
+            source, [message], RequestFacts("t/u", None, fetch.client_ip, 0)
+        )
+        return token
 
     # -- opens and clicks -----------------------------------------------------------------------
     async def record_open(self, fetch: Fetch) -> None:

@@ -25,7 +25,7 @@ import orjson
 
 from tidings.core.signing import BadToken, Signer
 
-Kind = Literal["open", "click"]
+Kind = Literal["open", "click", "unsubscribe"]
 RecipientType = Literal["email", "user_id"]
 PURPOSE = "tracking"
 
@@ -48,7 +48,7 @@ _KEYS = {
     "expires_at": "x",
 }
 _FIELDS = {v: k for k, v in _KEYS.items()}
-_KINDS = {"o": "open", "c": "click"}
+_KINDS = {"o": "open", "c": "click", "u": "unsubscribe"}
 _KIND_CODES = {v: k for k, v in _KINDS.items()}
 
 

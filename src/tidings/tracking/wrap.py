@@ -38,6 +38,7 @@ RECIPIENT_TAGS: dict[str, str | None] = {
 ESPS = tuple(RECIPIENT_TAGS)
 CLICK_PATH = "/t/c/"
 OPEN_PATH = "/t/o/"
+UNSUBSCRIBE_PATH = "/t/u/"
 UNSUBSCRIBE = re.compile(
     r"unsub|opt[-_ ]?out|\*\|UNSUB\|\*|asm_group_unsubscribe|asm_global_unsubscribe"
     r"|pm:unsubscribe|\[unsubscribe\]|%unsubscribe_url%|%tag_unsubscribe_url%",
@@ -198,10 +199,28 @@ def _skip_reason(
     except ValueError:
         return "not a URL"
     if f"{parts.scheme}://{parts.netloc}".lower() == own_origin and parts.path.startswith(
-        (CLICK_PATH, OPEN_PATH)
+        (CLICK_PATH, OPEN_PATH, UNSUBSCRIBE_PATH)
     ):
         return "already a tidings tracking link"
     return None
+
+
+def unsubscribe_url(base_url: str, signer: Signer, campaign: Campaign, recipient: str) -> str:
+    """A signed one-click unsubscribe link for one recipient of a campaign (RFC 8058: a GET
+    shows a confirmation, a POST unsubscribes)."""
+    token = encode(
+        TrackingToken(
+            kind="unsubscribe",
+            campaign_id=campaign.campaign_id,
+            campaign_name=campaign.campaign_name,
+            email_id=campaign.email_id,
+            email_subject=campaign.email_subject,
+            recipient=recipient,
+            issued_at=campaign.issued_at,
+        ),
+        signer,
+    )
+    return tracking_url(base_url, UNSUBSCRIBE_PATH + token, [])
 
 
 def wrap_html(
