@@ -14,12 +14,13 @@ from tidings.core.clock import from_ms
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 
-# The navigation, in order. Blocks and campaigns join when their contexts land.
+# The navigation, in order. Campaigns join when their context lands.
 NAV: tuple[tuple[str, str, str], ...] = (
     ("dashboard", "Dashboard", "/admin"),
     ("sources", "Sources", "/admin/sources"),
     ("profiles", "Profiles", "/admin/profiles"),
     ("catalog", "Catalog", "/admin/catalog"),
+    ("blocks", "Blocks", "/admin/blocks"),
 )
 
 
