@@ -27,17 +27,13 @@ from .blocks import blocks_for
 from .dashboard import dashboard
 from .service import LoginRequired, safe_next
 from .sessions import CSRF_FIELD
-from .templating import STATIC
+from .templating import STATIC, profile_path
 
 PROFILE_EVENTS_PAGE = 20
 CATALOG_PAGE = 50
 UPLOAD_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the other fields
 # Answered with JSON, not a page, when something is wrong: what scripts fetch.
 _SCRIPTED = ("/stream", "/progress", "/preview", "/blocks/rule")
-
-
-def profile_path(ref: str) -> str:
-    return "/admin/profiles/" + quote(ref, safe=":@")
 
 
 def _redirect(c: ContainerDep, visit: Any, to: str) -> Response:
