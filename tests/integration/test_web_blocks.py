@@ -7,30 +7,15 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.integration.test_content_api import added, apply, identify, send
-from tests.integration.test_web_auth import EMAIL, PASSWORD, csrf_of, login
+from tests.integration.test_web_auth import csrf_of
 from tests.integration.test_web_pages import text_of
-from tidings.app import create_app
-from tidings.core.clock import FrozenClock
-from tidings.core.settings import Settings
 from tidings.testing import Credentials
-
-
-@pytest.fixture
-def ui(db_url: str, tmp_path: Path, creds: Credentials, clock: FrozenClock) -> Iterator[TestClient]:
-    settings = Settings(database_url=db_url, data_dir=tmp_path / "data", pipeline_in_process=False)
-    with TestClient(create_app(settings, clock)) as client:
-        client.app.state.container.web.users.create(EMAIL, PASSWORD)  # type: ignore[attr-defined]
-        assert login(client).status_code == 303
-        yield client
 
 
 def two_variant_form(token: str, **changes: str) -> dict[str, str]:
