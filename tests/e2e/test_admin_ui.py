@@ -2,10 +2,12 @@
 
 A marketer's and an engineer's path through it: sign in (a wrong password and a form without its
 CSRF token are refused), create a source and copy its key, watch an event and a rejection arrive
-in the live debugger, look a person up, import a feed. Screenshots of the main pages, at 1280 px
-and at a phone's 375 px, land in ``test-artifacts/screenshots/``; with
+in the live debugger, look a person up, import a feed, build a block with a two-variant waterfall
+and watch its preview change with the recipient, simulate it and copy its creative tag.
+Screenshots of the main pages, at 1280 px and at a phone's 375 px, land in
+``test-artifacts/screenshots/``; with
 ``TIDINGS_UPDATE_SCREENSHOTS=1`` the dashboard, debugger and profile ones also replace those in
-``docs/screenshots/`` that the README shows.
+``docs/screenshots/`` that the README shows (and the block editor's).
 
 Needs Debian's chromium (``make test-deps``): without it these tests are skipped, or fail when
 ``CI`` is set.
@@ -34,7 +36,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL, PASSWORD = "ada@shop.example", "correct horse battery"
 WAIT_MS = 15_000
-DOCUMENTED = ("dashboard-1280", "debugger-1280", "profile-1280", "profile-375")
+DOCUMENTED = ("dashboard-1280", "debugger-1280", "profile-1280", "profile-375", "block-1280")
 
 
 def _missing() -> str | None:
@@ -353,3 +355,85 @@ def test_the_dashboard_at_desktop_and_phone_width(browser: Any, page: Any, live:
     page.goto(f"{live.url}/admin/sources/{live.creds.source_id}")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     live.shot(page, "debugger-375")
+
+
+def test_build_a_block_preview_it_for_two_people_simulate_and_copy_its_tag(
+    browser: Any, page: Any, live: Live
+) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
+    shopper = {"product_id": "sku-3", "name": "Wool socks", "price": 12, "quantity": 2}
+    r = live.send(
+        live.creds.write_key,
+        {"type": "identify", "userId": "u-cart", "traits": {"email": "cara@shop.example"}},
+        {"type": "track", "userId": "u-cart", "event": "Product Added", "properties": shopper},
+        {"type": "identify", "userId": "u-none", "traits": {"email": "noel@shop.example"}},
+    )
+    assert r.status_code == 200, r.text
+    sign_in(page, live, "/admin/blocks/new")
+    page.get_by_label("Name", exact=True).fill("Cart, else hello")
+    page.locator("#v0-id").fill("cart")
+    page.locator("#v0-columns").fill("3")
+    page.locator("#v0-rows").fill("1")
+    page.locator("#v0-rule-kind").select_option("cart_not_empty")
+    page.locator("#v0-rule-check", has_text="Reads: cart quantity > 0").wait_for()
+    # A cart value condition shows its input and reads back as it is typed.
+    page.locator("#v0-rule-kind").select_option("cart_value_gt")
+    page.locator("#v0-rule-x").fill("abc")
+    page.locator("#v0-rule-check", has_text="Not valid yet").wait_for()
+    page.locator("#v0-rule-kind").select_option("cart_not_empty")
+    assert page.locator("#v0-rule-x").is_hidden()
+
+    page.get_by_role("button", name="Add a variant").click()
+    page.locator("#v1-id").wait_for()
+    page.locator("#v1-id").fill("hello")
+    assert page.locator("#v1-app").input_value() == "text"
+    assert page.locator("#v1-columns").is_hidden() and page.locator("#v1-template").is_visible()
+    page.locator("#v1-template").fill("Hello {{ email | default('there') }}")
+    page.get_by_role("button", name="Save block").first.click()
+    page.wait_for_url(re.compile(r"/admin/blocks/blk_[0-9a-f]{20}\?saved=true$"))
+    page.get_by_text("Saved. Opens show version 1").wait_for()
+    block_url = page.url.split("?")[0]
+    live.caught_up(page)
+
+    recipient = page.get_by_label("Recipient (email or userId)")
+    recipient.fill("cara@shop.example")
+    summary = page.locator("#preview-summary")
+    summary.filter(has_text="cart variant shown").wait_for()
+    cart_trace = page.locator(".step[data-outcome='chosen']").inner_text()
+    assert "cart quantity > 0" in cart_trace
+    assert page.locator("#preview-img").evaluate("img => img.naturalWidth") == 600
+    recipient.fill("noel@shop.example")
+    summary.filter(has_text="hello variant shown").wait_for()
+    assert "no match" in page.locator(".step[data-outcome='no_match']").inner_text()
+    live.shot(page, "block-1280")
+
+    page.get_by_role("button", name="Run the simulation").click()
+    table = page.locator("#simulation")
+    table.wait_for()
+    rows = table.locator("tbody tr").all_inner_texts()
+    assert any(row.startswith("cart") and "50.0%" in row for row in rows), rows
+    assert any(row.startswith("hello") and "50.0%" in row for row in rows), rows
+    live.shot(page, "block-simulation-1280")
+
+    page.get_by_label("Email service").select_option("mailchimp")
+    tag = page.locator("#tag-mailchimp")
+    assert tag.is_visible() and page.locator("#tag-generic").is_hidden()
+    page.locator("button[data-copy='#tag-mailchimp']").click()
+    page.locator("#tag-mailchimp-status", has_text="Copied to the clipboard.").wait_for()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == tag.input_value() and "*|URL:EMAIL|*" in copied
+
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(block_url)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"the editor is {width} px wide at a 375 px viewport"
+    live.shot(page, "block-375")
+
+    page.set_viewport_size({"width": 1280, "height": 860})
+    page.goto(f"{live.url}/admin/profiles/email:cara@shop.example")
+    panel = page.locator("section", has=page.get_by_role("heading", name="What each block shows"))
+    assert "Cart, else hello" in panel.inner_text() and "cart" in panel.inner_text()
+    assert panel.locator("img").evaluate("img => img.naturalWidth") == 600
+    page.goto(f"{live.url}/admin/blocks")
+    assert "Cart, else hello" in page.locator("table").inner_text()
+    live.shot(page, "blocks-1280")

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import html
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,6 @@ from tidings.app import create_app
 from tidings.core.clock import FrozenClock
 from tidings.core.settings import Settings
 from tidings.testing import Credentials
-
-
-@pytest.fixture
-def ui(db_url: str, tmp_path: Path, creds: Credentials, clock: FrozenClock) -> Iterator[TestClient]:
-    settings = Settings(database_url=db_url, data_dir=tmp_path / "data", pipeline_in_process=False)
-    with TestClient(create_app(settings, clock)) as client:
-        client.app.state.container.web.users.create(EMAIL, PASSWORD)  # type: ignore[attr-defined]
-        assert login(client).status_code == 303
-        yield client
 
 
 def csrf(client: TestClient) -> str:

@@ -1,4 +1,5 @@
-"""The admin UI's parts without HTTP: the chart, the login throttle, sessions, the secret key."""
+"""The admin UI's parts without HTTP: the chart, the login throttle, sessions, the secret key,
+the block editor's form."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -14,6 +16,7 @@ from pydantic import SecretStr
 from tidings.core.clock import FrozenClock
 from tidings.core.settings import Settings
 from tidings.core.signing import secret_key as load_secret_key
+from tidings.web.blocks import BlockForm, error_anchor, rule_form, rule_spec
 from tidings.web.charts import Series, minute_chart, nice_ceiling
 from tidings.web.sessions import SessionCodec
 from tidings.web.throttle import LoginThrottle
@@ -126,3 +129,73 @@ def test_a_configured_secret_key_wins_and_must_be_long(tmp_path: Path) -> None:
     assert not (tmp_path / "secret_key").exists()
     with pytest.raises(ValueError, match="at least 32"):
         load_secret_key(configured.model_copy(update={"secret_key": SecretStr("short")}))
+
+
+# -- the block editor's form ---------------------------------------------------------------------
+COMMON_RULES = [
+    {"type": "state", "field": "cart_quantity", "op": "gt", "value": 0},
+    {"type": "state", "field": "cart_value", "op": "gt", "value": 49.5},
+    {"type": "event", "event": "Product Viewed", "within": "7d"},
+    {"type": "event", "event": "Order Completed", "within": "30d", "max": 0},
+    {"type": "trait", "trait": "tier", "op": "eq", "value": "vip"},
+    {"type": "audience", "audience": "winter-sale"},
+    {"type": "context", "field": "hour", "op": "between", "value": [18, 23]},
+    {"type": "bucket", "op": "lt", "value": 10},
+]
+
+
+@pytest.mark.parametrize("rule", COMMON_RULES)
+def test_a_common_condition_opens_in_the_form_and_saves_unchanged(rule: dict[str, Any]) -> None:
+    form = rule_form(rule)
+    assert form.kind not in ("json", "always")
+    assert rule_spec(form, "variants.0.rule") == rule
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"type": "trait", "trait": "tier", "op": "eq", "value": "vip", "case_sensitive": True},
+        {"type": "trait", "trait": "age", "op": "eq", "value": 30},
+        {"type": "event", "event": "Product Viewed", "within": "24h"},
+        {"type": "audience", "audience": "vip", "member": False},
+        {"type": "not", "rule": {"type": "bucket", "op": "lt", "value": 10}},
+    ],
+)
+def test_any_other_rule_opens_as_json_and_saves_unchanged(rule: dict[str, Any]) -> None:
+    form = rule_form(rule)
+    assert form.kind == "json"
+    assert rule_spec(form, "variants.0.rule") == rule
+
+
+def test_a_block_survives_the_form_and_its_errors_find_their_input() -> None:
+    spec = {
+        "name": "Cart",
+        "variants": [
+            {
+                "id": "cart",
+                "rule": COMMON_RULES[0],
+                "creative": {
+                    "app": "cart_items",
+                    "config": {"layout": {"columns": 2, "title": "Yours"}, "min_products": 1},
+                },
+            },
+            {"id": "hi", "rule": None, "creative": {"app": "text", "config": {"template": "Hi"}}},
+        ],
+        "fallback": {
+            "kind": "image",
+            "image_url": "https://s.example/a.png",
+            "link_url": "https://s.example/",
+        },
+        "utm": {"source": "tidings", "medium": None, "campaign": None, "content": None},
+    }
+    form = BlockForm.from_spec(spec)
+    assert form.variants[0].columns == "2" and '"title": "Yours"' in form.variants[0].config
+    out = form.to_spec()
+    assert out["variants"][0]["creative"]["config"] == spec["variants"][0]["creative"]["config"]  # type: ignore[index]
+    assert out["fallback"] == spec["fallback"] and out["utm"]["medium"] is None
+    assert form.apply("down.0") and [v.id for v in form.variants] == ["hi", "cart"]
+    assert not form.apply("save")
+    assert error_anchor(form, "variants.1.creative.config.layout.columns") == "v1-columns"
+    assert error_anchor(form, "variants.1.rule.state") == "v1-rule-kind"
+    assert error_anchor(form, "fallback.image.image_url") == "fallback-image"
+    assert error_anchor(form, "nowhere.at.all") == "block-name"

@@ -27,6 +27,7 @@ from .render.products import CartItemsApp, LastOrderApp, ProductApp
 from .render.text import TextApp
 from .schemas import BlockIn, CollapseFallback, Creative, ImageFallback
 from .store import BlockRow, ContentStore
+from .tags import ESPS, creative_tag
 
 BLOCK_ID: Final = re.compile(r"^blk_[0-9a-f]{20}$")
 EXTENSIONS: Final = {"png": "png", "jpeg": "jpg", "gif": "gif"}
@@ -128,14 +129,20 @@ def _compile_creative(creative: Creative, timezone: str, where: str) -> App:
     return app
 
 
-def compile_block(row: BlockRow) -> CompiledBlock:
-    """A stored block, validated and with its apps built; raises 422 naming the bad field."""
+def parse_block(data: Any) -> BlockIn:
+    """A block's JSON as :class:`BlockIn`; raises 422 naming the first bad field as the API
+    does (``variants.1.rule.all.rules.0.state``)."""
     try:
-        spec = BlockIn.model_validate(row.spec)
+        return BlockIn.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
         raise _unprocessable(field or "body", first.get("msg", "invalid value")) from None
+
+
+def compile_block(row: BlockRow) -> CompiledBlock:
+    """A stored block, validated and with its apps built; raises 422 naming the bad field."""
+    spec = parse_block(row.spec)
     variants = []
     for i, variant in enumerate(spec.variants):
         where = f"variants.{i}"
@@ -266,4 +273,51 @@ def block_json(block: CompiledBlock) -> dict[str, Any]:
         "created_at": iso(from_ms(block.created_at)),
         "updated_at": iso(from_ms(block.updated_at)),
         "alarms": [],
+    }
+
+
+def tag_size(block: CompiledBlock, fonts: Fonts, slot: int | None) -> tuple[int, int | None]:
+    """The ``width`` and ``height`` of a block's ``<img>``: the height is the layout's (never
+    who is shown), left out when the variants' differ, or for one slot."""
+    heights = {v.display_height(fonts) for v in block.variants}
+    height = heights.pop() if len(heights) == 1 and slot is None else None
+    return block.main.width, height
+
+
+def block_tag(
+    block: CompiledBlock,
+    esp: str,
+    base_url: str,
+    fonts: Fonts,
+    *,
+    slot: int | None = None,
+    alt: str | None = None,
+) -> dict[str, Any]:
+    """The creative tag of ``block`` for ``esp`` as the API shows it; the ``<img height>`` is
+    left out when the variants' heights differ. Raises 400 naming a bad argument."""
+    width, height = tag_size(block, fonts, slot)
+    try:
+        html = creative_tag(
+            base_url,
+            block.id,
+            esp,
+            width=width,
+            height=height,
+            alt=alt if alt is not None else block.name,
+            slot=slot,
+            fmt=block.extension,
+        )
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise TidingsError("invalid_tag", message or str(exc), field) from None
+    tags = ESPS[esp]
+    return {
+        "block_id": block.id,
+        "esp": esp,
+        "esp_name": tags.name,
+        "html": html,
+        "merge_tag": tags.email,
+        "send_id_tag": tags.send_id,
+        "encodes": tags.encodes,
+        "doc": tags.doc,
     }

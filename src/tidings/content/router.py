@@ -13,11 +13,11 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tidings.core.deps import AdminDep, Container, ContainerDep
-from tidings.core.errors import TidingsError
 from tidings.core.http import client_ip
 from tidings.core.schemas import UNAUTHORIZED, error
 
 from .blocks import block_json
+from .blocks import block_tag as tag_json
 from .preview import Previewer
 from .schemas import (
     AlarmList,
@@ -33,7 +33,6 @@ from .schemas import (
     TagOut,
 )
 from .service import MAX_SLOT, TRANSPARENT, Served
-from .tags import ESPS, creative_tag
 
 NO_STORE: Final = {
     "Cache-Control": "no-cache, no-store, max-age=0, must-revalidate",
@@ -260,33 +259,8 @@ def build_router() -> APIRouter:
         email (in its URL-encoding form where it has one) and its send id tag, so the image and
         the click of one send stay paired. The height is left out when the variants' differ."""
         block = c.content.blocks.get(id)
-        width, height = c.content.tag_size(block, slot)
         base = c.settings.public_url or str(request.base_url)
-        try:
-            html = creative_tag(
-                base,
-                block.id,
-                esp,
-                width=width,
-                height=height,
-                alt=alt if alt is not None else block.name,
-                slot=slot,
-                fmt=block.extension,
-            )
-        except ValueError as exc:
-            field, _, message = str(exc).partition(": ")
-            raise TidingsError("invalid_tag", message or str(exc), field) from None
-        tags = ESPS[esp]
-        return {
-            "block_id": block.id,
-            "esp": esp,
-            "esp_name": tags.name,
-            "html": html,
-            "merge_tag": tags.email,
-            "send_id_tag": tags.send_id,
-            "encodes": tags.encodes,
-            "doc": tags.doc,
-        }
+        return tag_json(block, esp, base, c.content.caches.fonts, slot=slot, alt=alt)
 
     # -- opens and clicks -------------------------------------------------------------------
     @router.get(

@@ -31,7 +31,7 @@ from tidings.core.settings import Settings
 from tidings.rules import EventFact, OpenContext, ProfileFacts, WaterfallResult, run_waterfall
 from tidings.tracking.machine import FetchKind, classify_fetch
 
-from .blocks import BlockService, CompiledBlock, CompiledVariant
+from .blocks import BlockService, CompiledBlock, CompiledVariant, tag_size
 from .decisions import Decision, DecisionLog, Shown, shown_from_json, shown_json
 from .links import safe_target, with_utm
 from .ports import RenderCatalog
@@ -352,9 +352,7 @@ class ContentService:
     def tag_size(self, block: CompiledBlock, slot: int | None) -> tuple[int, int | None]:
         """The ``width`` and ``height`` of a block's ``<img>`` (no height when the variants'
         differ, or for one slot)."""
-        heights = {v.display_height(self.caches.fonts) for v in block.variants}
-        height = heights.pop() if len(heights) == 1 and slot is None else None
-        return block.main.width, height
+        return tag_size(block, self.caches.fonts, slot)
 
     async def variants_seen(self, send_id: str) -> dict[str, dict[str, str]]:
         """Which variant each recipient of one send saw, per block: ``{recipient_key:

@@ -250,9 +250,24 @@ class ProfileService:
                 state = states.get(pid)
                 if state is None:
                     continue
-                held = identifiers.get(pid, [])
-                by_type = {i.type: i.value for i in reversed(held)}
-                out.append((pid, by_type.get(EMAIL) or by_type.get(USER_ID) or pid, state))
+                out.append((pid, _recipient_of(identifiers.get(pid, [])) or pid, state))
+        return out
+
+    def recipient(self, ref: ProfileRef) -> str | None:
+        """What a creative tag's ``u`` carries for this profile: its first email address,
+        else its first user id; ``None`` when an email cannot reach it."""
+        return _recipient_of(ref.identifiers)
+
+    def recent_recipients(self, limit: int) -> list[str]:
+        """What a creative tag's ``u`` would carry (the first email address, else the user id)
+        for the profiles seen last that an email can reach, newest first."""
+        ids = self.profiles.recently_seen(limit)
+        held = self.identity.identities_of_many(ids)
+        out = []
+        for pid in ids:
+            recipient = _recipient_of(held.get(pid, []))
+            if recipient is not None:
+                out.append(recipient)
         return out
 
     # -- many people at once (campaigns) --------------------------------------------------------
@@ -446,3 +461,10 @@ def _with_iso(item: dict[str, Any]) -> dict[str, Any]:
         if key.endswith("_ms") and isinstance(value, int):
             out[key[: -len("_ms")]] = iso(from_ms(value))
     return out
+
+
+def _recipient_of(held: Sequence[Identifier]) -> str | None:
+    """The first email address a profile holds, else its first user id (what a creative tag's
+    ``u`` would carry)."""
+    by_type = {i.type: i.value for i in reversed(held)}
+    return by_type.get(EMAIL) or by_type.get(USER_ID)

@@ -133,6 +133,18 @@ class ProfileStore:
         with self.engine.connect() as conn:
             return [pid for (pid,) in conn.execute(query)]
 
+    def recently_seen(self, limit: int) -> list[str]:
+        """The ids of the ``limit`` profiles seen last, newest first (a top-N sort of the
+        profiles table: for the admin UI's suggestions, not for the open path)."""
+        query = (
+            select(profiles.c.profile_id)
+            .where(profiles.c.last_seen_ms.is_not(None))
+            .order_by(profiles.c.last_seen_ms.desc(), profiles.c.profile_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [pid for (pid,) in conn.execute(query)]
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(profiles)).scalar_one())

@@ -22,20 +22,18 @@ from tidings.collect.sources import NewSource
 from tidings.core.deps import ContainerDep, FormDep, UserDep, UserFormDep, container_of
 from tidings.core.errors import NotFound, TidingsError
 
+from .block_pages import add_block_routes
+from .blocks import blocks_for
 from .dashboard import dashboard
 from .service import LoginRequired, safe_next
 from .sessions import CSRF_FIELD
-from .templating import STATIC
+from .templating import STATIC, profile_path
 
 PROFILE_EVENTS_PAGE = 20
 CATALOG_PAGE = 50
 UPLOAD_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the other fields
 # Answered with JSON, not a page, when something is wrong: what scripts fetch.
-_SCRIPTED = ("/stream", "/progress")
-
-
-def profile_path(ref: str) -> str:
-    return "/admin/profiles/" + quote(ref, safe=":@")
+_SCRIPTED = ("/stream", "/progress", "/preview", "/blocks/rule")
 
 
 def _redirect(c: ContainerDep, visit: Any, to: str) -> Response:
@@ -219,6 +217,7 @@ def build_router() -> APIRouter:
         profiles = c.profiles
         cursor = profiles.events_cursor(before)
         found = profiles.resolve(ref)
+        recipient = profiles.recipient(found)
         return c.web.page(
             visit,
             "profile.html",
@@ -228,6 +227,8 @@ def build_router() -> APIRouter:
             address=ref,
             summary=profiles.summary(found),
             identities=profiles.identities(found)["data"],
+            recipient=recipient,
+            shows=blocks_for(c.content, recipient) if recipient else [],
             merges=profiles.merges(found),
             viewed=profiles.recently_viewed(found, 10, exclude_purchased=False)["data"],
             cart=profiles.cart(found),
@@ -300,6 +301,7 @@ def build_router() -> APIRouter:
             raise NotFound("import_not_found", "no such import in this process", "job_id")
         return c.web.finish(JSONResponse(job.as_dict()), visit)
 
+    add_block_routes(router)
     router.routes.append(
         Mount("/admin/static", app=StaticFiles(directory=STATIC), name="admin-static")
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -14,13 +15,24 @@ from tidings.core.clock import from_ms
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 
-# The navigation, in order. Blocks and campaigns join when their contexts land.
+# The navigation, in order. Campaigns join when their context lands.
 NAV: tuple[tuple[str, str, str], ...] = (
     ("dashboard", "Dashboard", "/admin"),
     ("sources", "Sources", "/admin/sources"),
     ("profiles", "Profiles", "/admin/profiles"),
     ("catalog", "Catalog", "/admin/catalog"),
+    ("blocks", "Blocks", "/admin/blocks"),
 )
+
+
+def profile_path(ref: str) -> str:
+    """The profile page of ``type:value``."""
+    return "/admin/profiles/" + quote(ref, safe=":@")
+
+
+def recipient_path(recipient: str) -> str:
+    """The profile page of a creative tag's recipient (an email address, else a user id)."""
+    return profile_path(("email:" if "@" in recipient else "user_id:") + recipient)
 
 
 def _instant(value: Any) -> datetime | None:
@@ -73,7 +85,12 @@ def build_environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        when=when, iso_attr=iso_attr, pretty_json=pretty_json, number=number, money=money
+        when=when,
+        iso_attr=iso_attr,
+        pretty_json=pretty_json,
+        number=number,
+        money=money,
+        recipient_path=recipient_path,
     )
     env.globals["nav"] = NAV
     return env

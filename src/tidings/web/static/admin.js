@@ -1,5 +1,6 @@
 // tidings admin: a few behaviours, no dependencies, no build step. Pages work without it
-// except the live parts (the debugger's stream, the import's progress bar).
+// except the live parts (the debugger's stream, the import's progress bar, the block editor's
+// preview as the recipient is typed and its rules read back as they are edited).
 "use strict";
 
 // Copy buttons: <button data-copy="#id"> copies the value or text of the element #id.
@@ -169,8 +170,121 @@ function setUpImportProgress() {
   poll();
 }
 
+// -- the block editor -------------------------------------------------------------------------
+// Shows the inputs of the chosen app, condition and fallback; reads each rule back in words
+// (the server's rules.describe) as it is edited.
+function toggleBy(scope, attr, value) {
+  scope.querySelectorAll("[" + attr + "]").forEach((node) => {
+    node.hidden = !node.getAttribute(attr).split(" ").includes(value);
+  });
+}
+
+function csrfToken() {
+  const field = document.querySelector("input[name='csrf_token']");
+  return field ? field.value : "";
+}
+
+function setUpBlockEditor() {
+  const form = document.getElementById("block-form");
+  if (!form) return;
+  form.querySelectorAll("[data-app-select]").forEach((select) => {
+    const variant = select.closest(".variant");
+    const apply = () => toggleBy(variant, "data-apps", select.value);
+    select.addEventListener("change", apply);
+    apply();
+  });
+  const fallback = form.querySelector("[data-fallback-kind]");
+  if (fallback) {
+    const apply = () => toggleBy(form, "data-fallback", fallback.value);
+    fallback.addEventListener("change", apply);
+    apply();
+  }
+  form.querySelectorAll("fieldset[data-rule]").forEach((group) => {
+    const index = group.dataset.rule;
+    const kind = group.querySelector("[data-rule-kind]");
+    const out = document.getElementById("v" + index + "-rule-check");
+    const prefix = "variants." + index + ".rule.";
+    let timer = null;
+    let asked = 0;
+    async function check() {
+      const body = new URLSearchParams({ csrf_token: csrfToken() });
+      group.querySelectorAll("[name^='" + prefix + "']").forEach((input) => {
+        body.append(input.name.slice(prefix.length), input.value);
+      });
+      const mine = ++asked;
+      let answer;
+      try {
+        const resp = await fetch("/admin/blocks/rule", { method: "POST", body, headers: { Accept: "application/json" } });
+        answer = await resp.json();
+      } catch (err) {
+        return;
+      }
+      if (mine !== asked || !out) return;
+      out.dataset.state = answer.ok ? "ok" : "error";
+      out.textContent = "";
+      if (answer.ok) {
+        out.append("Reads: ", el("strong", { text: answer.text }));
+      } else {
+        out.textContent = "Not valid yet: " + answer.message + (answer.field ? " (" + answer.field + ")" : "");
+      }
+    }
+    const later = () => { clearTimeout(timer); timer = setTimeout(check, 250); };
+    kind.addEventListener("change", () => { toggleBy(group, "data-kinds", kind.value); check(); });
+    group.addEventListener("input", later);
+    toggleBy(group, "data-kinds", kind.value);
+  });
+}
+
+// The preview beside the editor: fetched again whenever the recipient, moment or inbox changes.
+function setUpBlockPreview() {
+  const form = document.getElementById("preview-form");
+  const result = document.getElementById("preview-result");
+  if (!form || !result || !form.dataset.preview) return;
+  let timer = null;
+  let asked = 0;
+  async function refresh() {
+    const params = new URLSearchParams();
+    new FormData(form).forEach((value, key) => { if (value) params.append(key, value); });
+    if (!params.get("recipient")) return;
+    const mine = ++asked;
+    result.setAttribute("aria-busy", "true");
+    try {
+      const resp = await fetch(form.dataset.preview + "?" + params.toString(), { headers: { Accept: "application/json" } });
+      const body = await resp.json();
+      if (mine !== asked) return;
+      if (resp.ok) {
+        result.innerHTML = body.html;  // rendered and escaped by the server's template
+      } else {
+        result.textContent = "";
+        result.append(el("p", { class: "field-error", role: "alert", text: body.message || "The preview failed." }));
+      }
+    } catch (err) {
+      if (mine === asked) result.textContent = "The preview could not be loaded.";
+    } finally {
+      if (mine === asked) result.removeAttribute("aria-busy");
+    }
+  }
+  form.addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
+  form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(refresh, 300); });
+  form.addEventListener("change", () => { clearTimeout(timer); refresh(); });
+}
+
+// The creative tag of the chosen ESP.
+function setUpTagSelect() {
+  const select = document.querySelector("[data-tag-select]");
+  if (!select) return;
+  const apply = () => {
+    document.querySelectorAll(".tag[data-esp]").forEach((tag) => { tag.hidden = tag.dataset.esp !== select.value; });
+  };
+  select.addEventListener("change", apply);
+  apply();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpCopyButtons();
   setUpDebugger();
   setUpImportProgress();
+  setUpBlockEditor();
+  setUpBlockPreview();
+  setUpTagSelect();
 });
