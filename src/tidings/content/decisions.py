@@ -306,7 +306,8 @@ class DecisionLog:
         self._queue = _Queue()
         self._mutex = threading.Lock()
         self._seq = 0
-        self._taken = 0  # items handed to the writer so far (for flush waiters)
+        self._taken = 0  # items written (or failed) so far (for flush waiters)
+        self._inflight = 0  # items taken from the queue whose commit has not finished
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._hurry: asyncio.Event | None = None
@@ -431,7 +432,8 @@ class DecisionLog:
             await self.db.run_write(self.write_pending)
             return
         with self._mutex:
-            target = self._taken + self._queued
+            # A batch being committed right now counts too: the caller reads the store next.
+            target = self._taken + self._inflight + self._queued
         if target <= self._taken:
             return
         future: asyncio.Future[None] = self._loop.create_future()
@@ -447,6 +449,9 @@ class DecisionLog:
             if batch is None:
                 return written
             self._write(batch, n)
+            with self._mutex:
+                self._taken += n
+                self._inflight -= n
             written += n
 
     def _wake(self) -> None:
@@ -473,6 +478,7 @@ class DecisionLog:
             n = len(decisions) + len(queue.locks) + len(queue.alarms) + len(queue.forget)
             queue.locks, queue.alarms, queue.forget = [], {}, []
             self._queued -= n
+            self._inflight += n
             self.stats.pending = self._queued
             return batch, n
 
@@ -508,11 +514,14 @@ class DecisionLog:
             if batch is None:
                 continue
             await self.db.run_write(self._write, batch, n)
-            self._taken += n
+            with self._mutex:
+                self._taken += n
+                self._inflight -= n
             self._release_waiters()
 
     def _release_waiters(self) -> None:
-        done = [w for w in self._waiters if w[0] <= self._taken or self._queue.empty()]
+        idle = self._queue.empty() and self._inflight == 0
+        done = [w for w in self._waiters if w[0] <= self._taken or idle]
         for waiter in done:
             self._waiters.remove(waiter)
             if not waiter[1].done():
