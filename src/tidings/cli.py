@@ -471,6 +471,12 @@ def demo(
         for role, email in seed.recipients.items():
             print(f"  {role:<13} {base}/demo/email?u={quote(email)}")
         console.print(f"blocks          {base}/admin/blocks")
+        if seed.campaign:
+            console.print(
+                f"campaign        {base}/admin/campaigns/{seed.campaign}   (send it with "
+                f"`tidings campaigns send {seed.campaign}` once TIDINGS_SMTP_HOST is set)",
+                highlight=False,
+            )
         if "browsed" in seed.user_ids:
             console.print("\nPut something in the browsing shopper's cart, then reload:")
             print(

@@ -92,6 +92,7 @@ def test_the_demo_is_seeded_once_and_says_where_to_look(demo: Demo) -> None:
     assert demo.creds["admin_password"] in demo.first_output
     assert set(demo.seed["recipients"]) == {"cart", "browsed", "bought"}
     assert set(demo.seed["blocks"]) == {"headline", "picks", "countdown"}
+    assert demo.seed["campaign"].startswith("cmp_")
     assert demo.seed["events"] > 1000
 
 

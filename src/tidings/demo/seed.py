@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from tidings.campaigns.schemas import CampaignIn
 from tidings.catalog.service import CatalogService
 from tidings.catalog.store import CatalogStore
 from tidings.content.schemas import BlockIn
@@ -54,6 +55,7 @@ class DemoSeed:
     recipients: dict[str, str] = field(default_factory=dict)  # role → email
     blocks: dict[str, str] = field(default_factory=dict)  # role → block id
     user_ids: dict[str, str] = field(default_factory=dict)  # role → the shopper's userId
+    campaign: str | None = None  # the sample campaign's id
 
 
 def marker_path(data_dir: Path) -> Path:
@@ -184,6 +186,37 @@ def demo_blocks(now: datetime, shop_url: str = SHOP_URL) -> dict[str, dict[str, 
     }
 
 
+CAMPAIGN_HTML: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Your winter picks are here</title></head>
+<body style="margin:0;background:#f4f1ec;font-family:Helvetica,Arial,sans-serif;color:#222">
+<table role="presentation" width="100%" cellpadding="0" cellspacing="0"><tr><td align="center">
+<table role="presentation" width="600" cellpadding="0" cellspacing="0" style="background:#fff">
+<tr><td style="padding:28px 24px 12px;text-align:center;letter-spacing:.25em;color:#1f2a44">
+NORTHWIND &amp; CO.</td></tr>
+<tr><td>{{{{ block('{headline}', alt='A note for you') }}}}</td></tr>
+<tr><td>{{{{ block('{picks}', alt='Picked for you') }}}}</td></tr>
+<tr><td style="padding:20px 24px 8px">Our winter sale ends soon:</td></tr>
+<tr><td>{{{{ block('{countdown}', alt='The winter sale ends soon') }}}}</td></tr>
+<tr><td align="center" style="padding:24px"><a href="{shop}/sale?src=email"
+style="background:#1f2a44;color:#fff;padding:13px 30px;text-decoration:none">Shop the sale</a>
+</td></tr>
+<tr><td style="padding:20px;font-size:12px;color:#888;text-align:center">
+<a href="{{{{ unsubscribe_url }}}}" style="color:#888">Unsubscribe</a></td></tr>
+</table></td></tr></table></body></html>
+"""
+
+
+def demo_campaign(blocks: dict[str, str], recipients: Iterable[str]) -> dict[str, Any]:
+    """The sample campaign (as the campaigns API takes it): the demo email to the three
+    sample shoppers, its blocks inserted with ``block()``."""
+    return {
+        "name": "Winter sale (demo)",
+        "subject": "Your winter picks are here, {{ first_name | default('friend') }}",
+        "html": CAMPAIGN_HTML.format(shop=SHOP_URL, **blocks),
+        "recipients": {"emails": list(recipients)},
+    }
+
+
 def seed_shop(
     database: Database,
     database_url: str,
@@ -255,6 +288,8 @@ def seed_demo(
         for identifier in ref.identifiers:
             if identifier.type == "user_id":
                 seed.user_ids[role] = identifier.value
+    campaign = demo_campaign(seed.blocks, seed.recipients.values())
+    seed.campaign = container.campaigns.create(CampaignIn.model_validate(campaign))["id"]
     write_seed(Path(settings.data_dir), seed)
     return seed
 
