@@ -170,6 +170,37 @@ function setUpImportProgress() {
   poll();
 }
 
+// -- a campaign's send progress ----------------------------------------------------------------
+function setUpSendProgress() {
+  const box = document.getElementById("send-progress");
+  if (!box || !box.dataset.poll) return;
+  const bar = document.getElementById("send-bar");
+  const label = document.getElementById("send-label");
+  async function poll() {
+    let send;
+    try {
+      const resp = await fetch(box.dataset.poll, { headers: { Accept: "application/json" } });
+      if (!resp.ok) throw new Error(String(resp.status));
+      send = await resp.json();
+    } catch (err) {
+      setTimeout(poll, 2000);
+      return;
+    }
+    if (send.status !== "queued" && send.status !== "sending") {
+      window.location.reload();
+      return;
+    }
+    const handled = send.sent + send.bounced + send.failed;
+    if (send.total) {
+      bar.value = Math.floor((handled * 100) / send.total);
+      label.textContent = handled.toLocaleString() + " of " + send.total.toLocaleString() +
+        " emails handled";
+    }
+    setTimeout(poll, 500);
+  }
+  poll();
+}
+
 // -- the block editor -------------------------------------------------------------------------
 // Shows the inputs of the chosen app, condition and fallback; reads each rule back in words
 // (the server's rules.describe) as it is edited.
@@ -284,6 +315,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpCopyButtons();
   setUpDebugger();
   setUpImportProgress();
+  setUpSendProgress();
   setUpBlockEditor();
   setUpBlockPreview();
   setUpTagSelect();
