@@ -17,9 +17,7 @@ from fastapi.testclient import TestClient
 from tests.integration.test_campaigns import (
     TEMPLATE,
     Inbox,
-    basic,
     hrefs,
-    inbox,  # noqa: F401 (a fixture)
     local,
     make_block,
     people,

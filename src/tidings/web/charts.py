@@ -57,8 +57,8 @@ def minute_chart(
     """A line per series over consecutive minutes starting at ``first_minute`` (epoch minutes).
 
     Every series has the same length; ``key`` makes the SVG's ids unique on a page with several
-    charts, ``unit`` names what is counted. The SVG has a title and a description for screen readers;
-    the page shows the same numbers as a table.
+    charts, ``unit`` names what is counted. The SVG has a title and a description for screen
+    readers; the page shows the same numbers as a table.
     """
     count = max((len(s.values) for s in series), default=0)
     top = nice_ceiling(max((s.peak for s in series), default=0))

@@ -63,9 +63,7 @@ def events_per_minute(c: Container) -> Panel:
         {"source_id": sid, "series": s, "last": s.values[-1]}
         for sid, s in zip(ordered, series, strict=True)
     ]
-    chart = minute_chart(
-        series, first, "Events received per minute, by source", key="events-chart"
-    )
+    chart = minute_chart(series, first, "Events received per minute, by source", key="events-chart")
     return Panel(
         "events",
         "Events per minute",
