@@ -36,7 +36,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL, PASSWORD = "ada@shop.example", "correct horse battery"
 WAIT_MS = 15_000
-DOCUMENTED = ("dashboard-1280", "debugger-1280", "profile-1280", "profile-375", "block-1280")
+DOCUMENTED = (
+    "dashboard-1280",
+    "debugger-1280",
+    "profile-1280",
+    "profile-375",
+    "block-1280",
+    "campaign-1280",
+)
 
 
 def _missing() -> str | None:
@@ -341,7 +348,13 @@ def test_the_dashboard_at_desktop_and_phone_width(browser: Any, page: Any, live:
     assert live.send(live.creds.write_key, *views).status_code == 200
     sign_in(page, live)
     panels = page.locator("main section.card h2").all_inner_texts()
-    assert panels == ["Events per minute", "Rejected events", "Pipeline"]
+    assert panels == [
+        "Events per minute",
+        "Rejected events",
+        "Pipeline",
+        "Renders per minute",
+        "Opens and clicks today",
+    ]
     chart = page.locator("svg.chart")
     assert chart.get_attribute("role") == "img"
     assert "events in the last 60 minutes" in chart.locator("desc").text_content()
@@ -355,6 +368,29 @@ def test_the_dashboard_at_desktop_and_phone_width(browser: Any, page: Any, live:
     page.goto(f"{live.url}/admin/sources/{live.creds.source_id}")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     live.shot(page, "debugger-375")
+
+
+def test_open_a_campaigns_report(page: Any, live: Live) -> None:
+    body = {
+        "name": "Spring sale",
+        "subject": "Spring is here",
+        "html": "<p>Hello {{ first_name | default('there') }}</p>",
+        "recipients": {"emails": ["ada@example.com", "bob@example.com"]},
+    }
+    made = httpx.post(
+        f"{live.url}/v1/campaigns",
+        json=body,
+        headers={"Authorization": f"Bearer {live.creds.admin_token}"},
+        timeout=5,
+    )
+    assert made.status_code == 201, made.text
+    sign_in(page, live, "/admin/campaigns")
+    page.get_by_role("link", name="Spring sale").click()
+    page.wait_for_url(f"{live.url}/admin/campaigns/{made.json()['id']}")
+    assert page.get_by_role("heading", name="Engagement").is_visible()
+    assert page.locator("#report-stats [data-key=delivered] dd").inner_text() == "0"
+    assert page.get_by_role("button", name="Send").is_visible()
+    live.shot(page, "campaign-1280")
 
 
 def test_build_a_block_preview_it_for_two_people_simulate_and_copy_its_tag(

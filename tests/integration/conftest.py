@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 
+from tests.integration.test_campaigns import Inbox, _free_port
 from tests.integration.test_web_auth import EMAIL, PASSWORD, login
 from tidings.app import create_app
 from tidings.core.clock import FrozenClock
@@ -23,3 +25,15 @@ def ui(db_url: str, tmp_path: Path, creds: Credentials, clock: FrozenClock) -> I
         client.app.state.container.web.users.create(EMAIL, PASSWORD)  # type: ignore[attr-defined]
         assert login(client).status_code == 303
         yield client
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    """A real SMTP server (aiosmtpd) on a free port, keeping what it accepts."""
+    box = Inbox(_free_port())
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()

@@ -137,6 +137,44 @@ class CampaignService:
     def recent(self, limit: int = MAX_LIST) -> list[dict[str, Any]]:
         return [campaign_json(r) for r in self.store.recent(max(1, min(limit, MAX_LIST)))]
 
+    def overview(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest campaigns, each with its send's status, how many were delivered, and its
+        unique human opens and clicks: one pass over the email events since the oldest listed
+        send (the report reads the same events; this one does not attribute orders)."""
+        rows = self.store.recent(max(1, min(limit, MAX_LIST)))
+        sends = {r.id: self.store.get_send(r.id) for r in rows}
+        engaged: dict[str, dict[str, Engagement]] = {r.id: {} for r in rows}
+        starts = [s["log_seq"] for s in sends.values() if s is not None]
+        after = min(starts, default=-1)
+        while starts:
+            page = self.tracking.email_events([EMAIL_OPENED, EMAIL_LINK_CLICKED], after, 5000)
+            if not page:
+                break
+            batches: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+            for seq, _ts, event, payload in page:
+                after = seq
+                props = orjson.loads(payload).get("properties") or {}
+                if props.get("campaign_id") in engaged:
+                    batches.setdefault(props["campaign_id"], []).append((event, props))
+            for campaign_id, batch in batches.items():
+                engagement_of(batch, engaged[campaign_id])
+        out = []
+        for row in rows:
+            send = sends[row.id]
+            totals = Totals()
+            for e in engaged[row.id].values():
+                totals.add(e)
+            out.append(
+                {
+                    **campaign_json(row),
+                    "status": send["status"] if send is not None else "not_sent",
+                    "delivered": self.store.status_counts(row.id).get("sent", 0) if send else 0,
+                    "unique_opens": totals.unique_opens,
+                    "unique_clicks": totals.unique_clicks,
+                }
+            )
+        return out
+
     def delete(self, campaign_id: str) -> None:
         if campaign_id in self._jobs and not self._jobs[campaign_id].done():
             raise Conflict("send_running", "the campaign is being sent", "id")

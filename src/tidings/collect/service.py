@@ -105,6 +105,10 @@ class CollectService:
         """The events log's newest ``seq`` (0 when empty)."""
         return self.queue.store.head_seq()
 
+    def first_seq_since(self, received_ms: int) -> int | None:
+        """The log position of the first event received at or after ``received_ms``."""
+        return self.queue.store.first_seq_since(received_ms)
+
     def events_of_source(
         self, source_id: str, names: list[str], after_seq: int, limit: int
     ) -> list[tuple[int, int, str, str]]:

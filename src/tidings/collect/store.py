@@ -311,6 +311,19 @@ class CollectStore:
         with self.engine.connect() as conn:
             return [(int(q), int(t), e, p) for q, t, e, p in conn.execute(query)]
 
+    def first_seq_since(self, received_ms: int) -> int | None:
+        """The ``seq`` of the first event received at or after ``received_ms`` (one row of
+        ``ix_events_received_at``); None when nothing was received since."""
+        query = (
+            select(events.c.seq)
+            .where(events.c.received_at >= received_ms)
+            .order_by(events.c.received_at, events.c.seq)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            seq = conn.execute(query).scalar()
+        return None if seq is None else int(seq)
+
     def head_seq(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.max(events.c.seq))).scalar() or 0)

@@ -374,6 +374,11 @@ class ContentService:
         return {k: {b: r[2] for b, r in blocks.items()} for k, blocks in seen.items()}
 
     # -- reading ------------------------------------------------------------------------------
+    def renders_per_minute(self, since_ms: int) -> list[tuple[int, bool, int]]:
+        """``(minute, machine, renders)`` recorded at or after ``since_ms`` (epoch minutes;
+        what is written so far: decisions still in the log's queue are not counted yet)."""
+        return self.decisions.store.renders_per_minute(since_ms)
+
     def alarms(self, block_id: str) -> list[dict[str, Any]]:
         """The block's alarms (what is written so far: flush the decision log first)."""
         return [

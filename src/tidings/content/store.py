@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     delete,
     func,
+    literal_column,
     or_,
     select,
     update,
@@ -85,6 +86,8 @@ Index(
 Index("ix_render_decisions_profile", render_decisions.c.profile_id)
 # A campaign report reads which variant each recipient of one send saw.
 Index("ix_render_decisions_send", render_decisions.c.send_id, render_decisions.c.recipient_key)
+# The dashboard counts the last hour's renders per minute: a range of this index.
+Index("ix_render_decisions_at", render_decisions.c.at)
 
 content_locks = Table(
     "content_locks",
@@ -317,6 +320,21 @@ class ContentStore:
         query = query.order_by(render_decisions.c.at.desc(), render_decisions.c.id.desc())
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query.limit(limit)).mappings()]
+
+    def renders_per_minute(self, since_ms: int) -> list[tuple[int, bool, int]]:
+        """``(minute, machine, renders)`` of the decisions at or after ``since_ms``; ``minute``
+        is epoch milliseconds // 60,000 (a range scan of ``ix_render_decisions_at``)."""
+        c = render_decisions.c
+        # A literal divisor, as in the events' per-minute count: PostgreSQL matches the GROUP BY
+        # to the SELECT only when both are the same expression.
+        minute = c.at // literal_column("60000", BigInteger)
+        query = (
+            select(minute.label("minute"), c.machine, func.count())
+            .where(c.at >= since_ms)
+            .group_by(minute, c.machine)
+        )
+        with self.engine.connect() as conn:
+            return [(int(m), bool(machine), int(n)) for m, machine, n in conn.execute(query)]
 
     def variants_of_send(
         self, send_id: str, after_id: int, limit: int

@@ -173,6 +173,14 @@ class TrackingService:
         ``names`` after ``after_seq``, in log order (a report's read)."""
         return self.collect.events_of_source(EMAIL_SOURCE_ID, names, after_seq, limit)
 
+    def email_events_since(
+        self, names: list[str], received_ms: int, limit: int
+    ) -> list[tuple[int, int, str, str]]:
+        """Like :meth:`email_events`, from the first event received at or after
+        ``received_ms`` (the dashboard's "today")."""
+        first = self.collect.first_seq_since(received_ms)
+        return [] if first is None else self.email_events(names, first - 1, limit)
+
     async def unsubscribe(self, fetch: Fetch) -> TrackingToken:
         """Record ``Unsubscribed`` for a genuine unsubscribe link (once per email: repeats are
         deduplicated). A forged or altered link raises a 400."""

@@ -46,11 +46,19 @@ def _minute_label(minute: int) -> str:
     return datetime.fromtimestamp(minute * 60, tz=UTC).strftime("%H:%M")
 
 
-def minute_chart(series: Sequence[Series], first_minute: int, title: str) -> Markup:
+def minute_chart(
+    series: Sequence[Series],
+    first_minute: int,
+    title: str,
+    *,
+    key: str = "chart",
+    unit: str = "events",
+) -> Markup:
     """A line per series over consecutive minutes starting at ``first_minute`` (epoch minutes).
 
-    Every series has the same length. The SVG has a title and a description for screen readers;
-    the page shows the same numbers as a table.
+    Every series has the same length; ``key`` makes the SVG's ids unique on a page with several
+    charts, ``unit`` names what is counted. The SVG has a title and a description for screen
+    readers; the page shows the same numbers as a table.
     """
     count = max((len(s.values) for s in series), default=0)
     top = nice_ceiling(max((s.peak for s in series), default=0))
@@ -63,14 +71,15 @@ def minute_chart(series: Sequence[Series], first_minute: int, title: str) -> Mar
         return TOP + plot_h - plot_h * v / top
 
     total = sum(s.total for s in series)
-    desc = f"{total:,} events in the last {count} minutes"
+    desc = f"{total:,} {unit} in the last {count} minutes"
     if series:
         desc += ": " + "; ".join(f"{s.label} {s.total:,} (peak {s.peak:,}/min)" for s in series)
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet">',
-        f'<title id="chart-title">{escape(title)}</title>',
-        f'<desc id="chart-desc">{escape(desc)}</desc>',
+        f'aria-labelledby="{escape(key)}-title {escape(key)}-desc" '
+        'preserveAspectRatio="xMidYMid meet">',
+        f'<title id="{escape(key)}-title">{escape(title)}</title>',
+        f'<desc id="{escape(key)}-desc">{escape(desc)}</desc>',
     ]
     for tick in range(5):
         value = top * tick // 4

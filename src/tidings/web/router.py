@@ -24,6 +24,7 @@ from tidings.core.errors import NotFound, TidingsError
 
 from .block_pages import add_block_routes
 from .blocks import blocks_for
+from .campaign_pages import add_campaign_routes
 from .dashboard import dashboard
 from .service import LoginRequired, safe_next
 from .sessions import CSRF_FIELD
@@ -302,6 +303,7 @@ def build_router() -> APIRouter:
         return c.web.finish(JSONResponse(job.as_dict()), visit)
 
     add_block_routes(router)
+    add_campaign_routes(router)
     router.routes.append(
         Mount("/admin/static", app=StaticFiles(directory=STATIC), name="admin-static")
     )

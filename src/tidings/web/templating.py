@@ -15,13 +15,14 @@ from tidings.core.clock import from_ms
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 
-# The navigation, in order. Campaigns join when their context lands.
+# The navigation, in order.
 NAV: tuple[tuple[str, str, str], ...] = (
     ("dashboard", "Dashboard", "/admin"),
     ("sources", "Sources", "/admin/sources"),
     ("profiles", "Profiles", "/admin/profiles"),
     ("catalog", "Catalog", "/admin/catalog"),
     ("blocks", "Blocks", "/admin/blocks"),
+    ("campaigns", "Campaigns", "/admin/campaigns"),
 )
 
 

@@ -137,26 +137,36 @@ function setUpDebugger() {
   window.addEventListener("pagehide", () => source && source.close());
 }
 
-// -- feed import progress -----------------------------------------------------------------------
+// -- progress polled as JSON: a feed import, a campaign's send ------------------------------------
+// Fetches `url` until `running(body)` is false (then reloads the page to show the outcome),
+// handing each answer to `update`.
+function pollProgress(url, running, update) {
+  async function poll() {
+    let body;
+    try {
+      const resp = await fetch(url, { headers: { Accept: "application/json" } });
+      if (!resp.ok) throw new Error(String(resp.status));
+      body = await resp.json();
+    } catch (err) {
+      setTimeout(poll, 2000);
+      return;
+    }
+    if (!running(body)) {
+      window.location.reload();
+      return;
+    }
+    update(body);
+    setTimeout(poll, 400);
+  }
+  poll();
+}
+
 function setUpImportProgress() {
   const box = document.getElementById("import-progress");
   if (!box || !box.dataset.poll) return;
   const bar = document.getElementById("import-bar");
   const label = document.getElementById("import-label");
-  async function poll() {
-    let job;
-    try {
-      const resp = await fetch(box.dataset.poll, { headers: { Accept: "application/json" } });
-      if (!resp.ok) throw new Error(String(resp.status));
-      job = await resp.json();
-    } catch (err) {
-      setTimeout(poll, 2000);
-      return;
-    }
-    if (job.status === "done" || job.status === "failed") {
-      window.location.reload();
-      return;
-    }
+  pollProgress(box.dataset.poll, (job) => job.status !== "done" && job.status !== "failed", (job) => {
     if (job.total === null) {
       bar.removeAttribute("value");
       label.textContent = "Reading the file…";
@@ -165,9 +175,22 @@ function setUpImportProgress() {
       label.textContent = job.written.toLocaleString() + " of " + job.total.toLocaleString() +
         " rows written (" + job.percent + "%)";
     }
-    setTimeout(poll, 400);
-  }
-  poll();
+  });
+}
+
+function setUpSendProgress() {
+  const box = document.getElementById("send-progress");
+  if (!box || !box.dataset.poll) return;
+  const bar = document.getElementById("send-bar");
+  const label = document.getElementById("send-label");
+  const running = (send) => send.status === "queued" || send.status === "sending";
+  pollProgress(box.dataset.poll, running, (send) => {
+    const handled = send.sent + send.bounced + send.failed;
+    if (!send.total) return;
+    bar.value = Math.floor((handled * 100) / send.total);
+    label.textContent = handled.toLocaleString() + " of " + send.total.toLocaleString() +
+      " emails handled";
+  });
 }
 
 // -- the block editor -------------------------------------------------------------------------
@@ -284,6 +307,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpCopyButtons();
   setUpDebugger();
   setUpImportProgress();
+  setUpSendProgress();
   setUpBlockEditor();
   setUpBlockPreview();
   setUpTagSelect();
