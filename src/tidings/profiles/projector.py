@@ -88,8 +88,9 @@ class Plan:
     traits: list[TraitRow] = field(default_factory=list)
     flags: list[FlagRow] = field(default_factory=list)
     suppressed: list[int] = field(default_factory=list)
-    # The batch's own events by anchor, for rebuilding a profile mid-batch.
-    applied: list[tuple[int, Identifier, dict[str, Any], int]] = field(default_factory=list)
+    # The batch's own events by anchor, for rebuilding a profile mid-batch (as stored, not
+    # parsed: a rebuild is rare, and parsed messages kept alive would cost the collector).
+    applied: list[tuple[LogEvent, Identifier]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -127,7 +128,7 @@ class Projector:
         self.cache_size = cache_size
         # The events of the last prepared batch: it may still be committing while the next
         # one is prepared, so a rebuild cannot find them in the timeline yet.
-        self.inflight: list[tuple[int, Identifier, dict[str, Any], int]] = []
+        self.inflight: list[tuple[LogEvent, Identifier]] = []
         self.loaded = False
 
     # -- in-memory state -----------------------------------------------------------------------
@@ -270,6 +271,10 @@ class Projector:
             # The common case: one identifier the graph already knows; nothing to resolve.
             if anchor not in plan.identities:
                 plan.identities[anchor] = (pid, ev.timestamp)
+        elif len(usable) == 1:
+            # A new identifier alone (a first visit): a profile of its own, nothing to link.
+            pid = self.graph.place(anchor)
+            plan.identities[anchor] = (pid, ev.timestamp)
         else:
             pid = self._resolve(plan, ev, ids, usable)
         state = self._state(plan, pid)
@@ -280,7 +285,7 @@ class Projector:
             for key, value in identify_traits(message).items():
                 plan.traits.append((ev.seq, key[:200], orjson.dumps(value).decode(), ev.timestamp))
         plan.timeline.append((anchor.type, anchor.value, ev.seq))
-        plan.applied.append((ev.seq, anchor, message, ev.timestamp))
+        plan.applied.append((ev, anchor))
 
     def _resolve(
         self, plan: Plan, ev: LogEvent, ids: list[Identifier], usable: list[Identifier]
@@ -400,9 +405,9 @@ class Projector:
         for ev in self.collect.get_events(self.profiles.timeline_seqs(sorted(members))):
             events[ev.seq] = (orjson.loads(ev.payload), ev.timestamp)
         for applied in (self.inflight, plan.applied):
-            for seq, anchor, message, ts in applied:
-                if anchor in members:
-                    events[seq] = (message, ts)
+            for ev, anchor in applied:
+                if anchor in members and ev.seq not in events:
+                    events[ev.seq] = (orjson.loads(ev.payload), ev.timestamp)
         state = ProfileState.empty()
         for message, ts in events.values():
             state.apply(message, normalize(message), ts)
