@@ -655,7 +655,12 @@ def _generic_flags(message: Mapping[str, Any], flags: list[Flag]) -> None:
     timestamp = message.get("timestamp")
     if timestamp is None or (isinstance(timestamp, str) and not timestamp.strip()):
         flags.append(Flag(MISSING_TIMESTAMP, "timestamp", "every event needs a timestamp"))
-    if _text(message.get("userId")) is None and _text(message.get("anonymousId")) is None:
+    user_id, anonymous_id = message.get("userId"), message.get("anonymousId")
+    if (user_id.__class__ is str and user_id.strip()) or (
+        anonymous_id.__class__ is str and anonymous_id.strip()
+    ):
+        return  # the common case, decided without reading the ids as text
+    if _text(user_id) is None and _text(anonymous_id) is None:
         flags.append(
             Flag(MISSING_IDENTITY, "userId", "every event needs a userId or an anonymousId")
         )
