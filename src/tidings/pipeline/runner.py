@@ -32,20 +32,26 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Preparing a batch allocates tens of thousands of objects that all survive it (parsed
-    messages, states, rows); the cyclic collector would walk them, and the whole in-memory
-    graph and state cache, many times over for nothing: nothing here makes cycles. Paused
-    for the batch (process-wide; whatever was allocated meanwhile is collected as usual once
-    it resumes)."""
+def _collector_paused() -> Iterator[bool]:
+    """Preparing a batch allocates tens of thousands of objects that all survive it (states,
+    identifiers, rows); the cyclic collector would walk them, and the whole in-memory graph
+    and state cache, many times over for nothing: nothing here makes cycles. Paused for the
+    batch (process-wide; whatever was allocated meanwhile is collected as usual once it
+    resumes). Yields whether this call paused it (false when it already was)."""
     if not gc.isenabled():
-        yield
+        yield False
         return
     gc.disable()
     try:
-        yield
+        yield True
     finally:
         gc.enable()
+
+
+# While draining a backlog the collector stays paused; every this many batches a collection
+# of the young generations walks what they allocated once (then never again during the
+# drain), and frees any cycle among it. The full collections resume when the drain ends.
+_YOUNG_COLLECTION_BATCHES = 4
 
 
 def _after(cursor: Cursor, plan: Plan) -> Cursor:
@@ -153,9 +159,16 @@ class Pipeline:
         dropped and the in-memory state is rebuilt from the store.
         """
         total = 0
+        batches = 0
         prepared: tuple[Cursor, Plan] | None = None
-        with ThreadPoolExecutor(1, thread_name_prefix="tidings-commit") as committer:
+        with (
+            _collector_paused() as paused,
+            ThreadPoolExecutor(1, thread_name_prefix="tidings-commit") as committer,
+        ):
             while True:
+                batches += 1
+                if paused and batches % _YOUNG_COLLECTION_BATCHES == 0:
+                    gc.collect(1)
                 if prepared is None:
                     prepared = self._prepare()
                     if prepared is None:
