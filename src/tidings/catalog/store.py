@@ -347,7 +347,7 @@ class CatalogStore:
             )
             for pid, entry in sorted(merged.items())
         ]
-        insert_rows(conn, _TABLE, _LEARN_COLUMNS, rows, LEARN_CONFLICT)
+        insert_rows(conn, _TABLE, _LEARN_COLUMNS, rows, LEARN_CONFLICT, distinct_keys=True)
 
     def delete(self, conn: Connection, product_id: str) -> bool:
         result = conn.execute(delete(products).where(products.c.product_id == product_id))

@@ -147,21 +147,27 @@ def insert_rows(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     on_conflict: str = "",
+    *,
+    distinct_keys: bool = False,
 ) -> None:
     """Insert many rows through the driver: SQLAlchemy's per-row parameter processing costs
     more than the insert itself on hot paths. ``on_conflict`` is the SQL after VALUES (the
     same text works on SQLite and PostgreSQL, e.g. ``ON CONFLICT (k) DO NOTHING``).
 
     On SQLite, rows go in as multi-row ``INSERT``s (one GIL round-trip per statement instead
-    of per row, see ``CollectStore``); on PostgreSQL as psycopg's pipelined ``executemany``.
+    of per row, see ``CollectStore``). On PostgreSQL too, unless the statement updates on
+    conflict and the caller cannot promise ``distinct_keys`` (PostgreSQL refuses to update a
+    row twice in one statement): then as psycopg's pipelined ``executemany``, a statement per
+    row.
     """
     if not rows:
         return
     cols = ", ".join(columns)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        if conn.dialect.name == "sqlite":
-            one = "(" + ", ".join("?" * len(columns)) + ")"
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite or distinct_keys or "DO UPDATE" not in on_conflict:
+            one = "(" + ", ".join(("?" if sqlite else "%s",) * len(columns)) + ")"
             per = max(1, min(500, 30_000 // len(columns)))
             for part in chunks(rows, per):
                 sql = f"INSERT INTO {table.name} ({cols}) VALUES {', '.join([one] * len(part))}"

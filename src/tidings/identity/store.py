@@ -221,6 +221,7 @@ class IdentityStore:
             ("id_type", "id_value", "profile_id", "first_seen"),
             [(i.type, i.value, p, at) for i, p, at in rows],
             "ON CONFLICT (id_type, id_value) DO UPDATE SET profile_id = excluded.profile_id",
+            distinct_keys=len({i for i, _, _ in rows}) == len(rows),
         )
 
     def add_links(self, conn: Connection, events: Sequence[LinkEvent]) -> None:
