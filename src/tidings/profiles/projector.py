@@ -97,6 +97,13 @@ class Plan:
         return len(self.received_at)
 
 
+def _move(plan: Plan, identifier: Identifier, pid: str, at: int) -> None:
+    """``identifier`` is now in profile ``pid``. Its ``first_seen`` (written only with its first
+    row) stays that of the batch's first event carrying it, wherever the batch was cut."""
+    pending = plan.identities.get(identifier)
+    plan.identities[identifier] = (pid, at if pending is None else pending[1])
+
+
 class Projector:
     def __init__(
         self,
@@ -323,7 +330,7 @@ class Projector:
         for identifier in resolution.affected:
             now_in = self.graph.profile_of(identifier)
             if now_in is not None and old.get(identifier) != now_in:
-                plan.identities[identifier] = (now_in, ev.timestamp)
+                _move(plan, identifier, now_in, ev.timestamp)
         for identifier in usable:
             if identifier not in plan.identities and identifier not in old:
                 # Seen before or not, writing it is idempotent (first_seen is kept).
@@ -370,7 +377,7 @@ class Projector:
             if pid is not None:
                 after[identifier] = pid
                 if before.get(identifier) != pid:
-                    plan.identities[identifier] = (pid, at)
+                    _move(plan, identifier, pid, at)
         old_to_new: dict[str, set[str]] = {}
         new_to_old: dict[str, set[str]] = {}
         for identifier, new in after.items():
