@@ -80,14 +80,16 @@ def build(root: Path, events: list[dict[str, Any]], batch: int) -> dict[str, Any
             container.collect_store.append([enricher.enrich(dict(msg), None, False)])
         container.pipeline.drain()
         with container.db.engine.connect() as conn:
-            ids = conn.execute(text("SELECT id_type, id_value, profile_id FROM identities"))
+            ids = conn.execute(
+                text("SELECT id_type, id_value, profile_id, first_seen FROM identities")
+            ).all()
             partition: dict[str, set[tuple[str, str]]] = {}
-            for t, v, p in ids:
+            for t, v, p, _ in ids:
                 partition.setdefault(p, set()).add((t, v))
             states = dict(conn.execute(text("SELECT profile_id, state FROM profiles")).all())
     finally:
         container.db.close()
-    return {"partition": partition, "states": states}
+    return {"partition": partition, "states": states, "identities": sorted(map(tuple, ids))}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -102,3 +104,14 @@ def test_profiles_do_not_depend_on_arrival_order_or_batches(
         got = build(Path(b), shuffled, batch)
     assert got["partition"] == expected["partition"]
     assert got["states"] == expected["states"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(events=shop(), batch=st.integers(1, 5))
+def test_identities_do_not_depend_on_batches(events: list[dict[str, Any]], batch: int) -> None:
+    """The same arrival order cut into other batches: every identities row, first_seen too
+    (the time of the first event carrying the identifier)."""
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        expected = build(Path(a), events, 1000)
+        got = build(Path(b), events, batch)
+    assert got["identities"] == expected["identities"]

@@ -234,11 +234,36 @@ def _amount(value: float | None) -> float | None:
     return value if value is not None and value >= 0 else None
 
 
+def _learnable(product: Product) -> tuple[str, dict[str, Any]] | tuple[()]:
+    """What :meth:`CatalogStore.learn` keeps of an event's product: its id and the values a
+    column can hold (``()`` when its id cannot be stored)."""
+    pid = _text(product.product_id, MAX_ID + 1)
+    if pid is None or len(pid) > MAX_ID:
+        return ()
+    return pid, {
+        "sku": _text(product.sku, MAX_TEXT["sku"]),
+        "name": _text(product.name, MAX_TEXT["name"]),
+        "price": _amount(product.price),
+        "sale_price": _amount(product.sale_price),
+        "currency": _currency(product.currency),
+        "image_url": _url(product.image_url),
+        "url": _url(product.url),
+        "category": _text(product.category, MAX_TEXT["category"]),
+        "brand": _text(product.brand, MAX_TEXT["brand"]),
+    }
+
+
+# Events repeat the same products in the same spelling: checking each spelling once saves
+# most of the pipeline's catalog work. Bounded by forgetting them all when full.
+_LEARNABLE_MEMO: Final = 20_000
+
+
 class CatalogStore:
     """The catalog's SQL. Writes take the caller's connection (its transaction)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._learnable: dict[Product, tuple[str, dict[str, Any]] | tuple[()]] = {}
 
     # -- writing --------------------------------------------------------------------------------
     def write_feed(
@@ -288,21 +313,17 @@ class CatalogStore:
         negative prices; text is cut to its column's size.
         """
         merged: dict[str, dict[str, Any]] = {}
+        memo = self._learnable
         for product in products:
-            pid = _text(product.product_id, MAX_ID + 1)
-            if pid is None or len(pid) > MAX_ID:
+            known = memo.get(product)
+            if known is None:
+                known = _learnable(product)
+                if len(memo) >= _LEARNABLE_MEMO:
+                    memo.clear()
+                memo[product] = known
+            if not known:
                 continue
-            values = {
-                "sku": _text(product.sku, MAX_TEXT["sku"]),
-                "name": _text(product.name, MAX_TEXT["name"]),
-                "price": _amount(product.price),
-                "sale_price": _amount(product.sale_price),
-                "currency": _currency(product.currency),
-                "image_url": _url(product.image_url),
-                "url": _url(product.url),
-                "category": _text(product.category, MAX_TEXT["category"]),
-                "brand": _text(product.brand, MAX_TEXT["brand"]),
-            }
+            pid, values = known
             entry = merged.get(pid)
             if entry is None:
                 merged[pid] = {**values, "views": 1}
@@ -326,7 +347,7 @@ class CatalogStore:
             )
             for pid, entry in sorted(merged.items())
         ]
-        insert_rows(conn, _TABLE, _LEARN_COLUMNS, rows, LEARN_CONFLICT)
+        insert_rows(conn, _TABLE, _LEARN_COLUMNS, rows, LEARN_CONFLICT, distinct_keys=True)
 
     def delete(self, conn: Connection, product_id: str) -> bool:
         result = conn.execute(delete(products).where(products.c.product_id == product_id))

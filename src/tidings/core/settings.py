@@ -99,8 +99,15 @@ class Settings(BaseSettings):
     pipeline_in_process: bool = Field(
         default=True, description="Run the pipeline inside `tidings serve` (else: `tidings worker`)"
     )
-    pipeline_batch_events: int = 2000
+    pipeline_batch_events: int = Field(
+        default=5000, ge=1, description="Most events the pipeline applies in one transaction"
+    )
     pipeline_poll_s: float = 0.25
+    pipeline_state_cache: int = Field(
+        default=100_000,
+        ge=0,
+        description="Profile states the pipeline keeps in memory (least recently written go first)",
+    )
 
     # Retention: events (and rejections) received longer ago than this are purged.
     retention_days: int = Field(default=30, ge=1)

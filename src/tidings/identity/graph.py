@@ -118,6 +118,7 @@ class IdentityRules:
     external: tuple[ExternalIdField, ...] = ()
     previous_id_type: str = ANONYMOUS_ID
     _rank: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    _longest_blocked: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for type_, limit in self.limits.items():
@@ -132,9 +133,17 @@ class IdentityRules:
         object.__setattr__(self, "priority", tuple(order))
         object.__setattr__(self, "blocked", frozenset(_fold(v) for v in self.blocked))
         object.__setattr__(self, "_rank", MappingProxyType({t: i for i, t in enumerate(order)}))
+        longest = max(map(len, self.blocked), default=0)
+        object.__setattr__(self, "_longest_blocked", longest)
 
     def is_blocked(self, identifier: Identifier) -> bool:
-        return _fold(identifier.value) in self.blocked
+        value = identifier.value
+        # Folding never shortens a text (case folding maps a character to one or more), so a
+        # value longer than every blocked one, with nothing to strip, cannot be blocked: the
+        # common case (uuids, user ids, emails) skips the fold.
+        if len(value) > self._longest_blocked and not (value[0].isspace() or value[-1].isspace()):
+            return False
+        return _fold(value) in self.blocked
 
     def rank(self, type_: str) -> tuple[int, str]:
         """Sorts types highest priority first; unlisted types after the listed, by name."""
@@ -403,6 +412,16 @@ class IdentityGraph:
         return list({id(c): c for c in self._cluster.values()}.values())
 
     # -- writing ----------------------------------------------------------------------------
+
+    def place(self, identifier: Identifier) -> str:
+        """The id of the profile holding ``identifier`` (not blocked), which becomes a profile
+        of its own if it was never seen: what :meth:`apply` does with an event carrying only
+        this identifier, without building its resolution."""
+        profile = self._profile.get(identifier)
+        if profile is None:
+            self._add_singleton(identifier)
+            profile = self._profile[identifier]
+        return profile.id
 
     def apply_message(self, message: Mapping[str, Any]) -> Resolution:
         """:meth:`apply` for a stored Segment message."""

@@ -125,24 +125,20 @@ def link_key(event: LinkEvent) -> str:
     return hashlib.sha256(text).hexdigest()
 
 
+# The leading columns merges and conflicts share (then the second identifier and the two
+# profiles, see :func:`_explained`).
+_EXPLAINED = ("message_id", "timestamp", "anchor_type", "anchor_value")
+
+
 def _explained(
     message_id: str,
     moment: datetime,
     ids: tuple[Identifier, Identifier],
     profiles: tuple[str, str],
-    second: str,
-) -> dict[str, Any]:
-    """The columns merges and conflicts share: the event, its two identifiers, the profiles."""
-    return {
-        "message_id": message_id,
-        "timestamp": to_ms(moment),
-        "anchor_type": ids[0].type,
-        "anchor_value": ids[0].value,
-        f"{second}_type": ids[1].type,
-        f"{second}_value": ids[1].value,
-        "profile_a": profiles[0],
-        "profile_b": profiles[1],
-    }
+) -> tuple[Any, ...]:
+    """The values merges and conflicts share: the event, its two identifiers, the profiles."""
+    anchor, second = ids
+    return (message_id, to_ms(moment), anchor.type, anchor.value, *second, *profiles)
 
 
 def _pairs(ids: Iterable[Identifier]) -> list[tuple[str, str]]:
@@ -250,31 +246,36 @@ class IdentityStore:
             ("id_type", "id_value", "profile_id", "first_seen"),
             [(i.type, i.value, p, at) for i, p, at in rows],
             "ON CONFLICT (id_type, id_value) DO UPDATE SET profile_id = excluded.profile_id",
+            distinct_keys=len({i for i, _, _ in rows}) == len(rows),
         )
 
     def add_links(self, conn: Connection, events: Sequence[LinkEvent]) -> None:
-        link_rows: list[dict[str, Any]] = []
-        member_rows: list[dict[str, Any]] = []
+        link_rows: list[tuple[str, str, int, str]] = []
+        member_rows: list[tuple[str, str, str]] = []
         for event in events:
             key = link_key(event)
             link_rows.append(
-                {
-                    "link_key": key,
-                    "message_id": event.message_id,
-                    "timestamp": to_ms(event.timestamp),
-                    "identifiers": orjson.dumps([list(i) for i in event.identifiers]).decode(),
-                }
+                (
+                    key,
+                    event.message_id,
+                    to_ms(event.timestamp),
+                    orjson.dumps([list(i) for i in event.identifiers]).decode(),
+                )
             )
-            member_rows.extend(
-                {"id_type": i.type, "id_value": i.value, "link_key": key} for i in event.identifiers
-            )
-        upsert(conn, identity_links, link_rows, keys=("link_key",), update=())
-        upsert(
+            member_rows.extend((i.type, i.value, key) for i in event.identifiers)
+        insert_rows(
+            conn,
+            identity_links,
+            ("link_key", "message_id", "timestamp", "identifiers"),
+            link_rows,
+            "ON CONFLICT (link_key) DO NOTHING",
+        )
+        insert_rows(
             conn,
             identity_link_members,
+            ("id_type", "id_value", "link_key"),
             member_rows,
-            keys=("id_type", "id_value", "link_key"),
-            update=(),
+            "ON CONFLICT (id_type, id_value, link_key) DO NOTHING",
         )
 
     def replace_explanations(
@@ -295,20 +296,40 @@ class IdentityStore:
     def add_explanations(
         self, conn: Connection, merges: Sequence[Merge], conflicts: Sequence[Conflict]
     ) -> None:
-        if merges:
-            rows = [
-                _explained(m.message_id, m.timestamp, m.linked, m.profiles, "linked")
-                | {"into_profile": m.into}
+        insert_rows(
+            conn,
+            identity_merges,
+            (*_EXPLAINED, "linked_type", "linked_value", "profile_a", "profile_b", "into_profile"),
+            [
+                (*_explained(m.message_id, m.timestamp, m.linked, m.profiles), m.into)
                 for m in merges
-            ]
-            conn.execute(identity_merges.insert(), rows)
-        if conflicts:
-            rows = [
-                _explained(c.message_id, c.timestamp, c.identifiers, c.profiles, "other")
-                | {"code": c.code, "limit_type": c.type, "limit_value": c.limit, "count": c.count}
+            ],
+        )
+        insert_rows(
+            conn,
+            identity_conflicts,
+            (
+                *_EXPLAINED,
+                "other_type",
+                "other_value",
+                "profile_a",
+                "profile_b",
+                "code",
+                "limit_type",
+                "limit_value",
+                "count",
+            ),
+            [
+                (
+                    *_explained(c.message_id, c.timestamp, c.identifiers, c.profiles),
+                    c.code,
+                    c.type,
+                    c.limit,
+                    c.count,
+                )
                 for c in conflicts
-            ]
-            conn.execute(identity_conflicts.insert(), rows)
+            ],
+        )
 
     def forget(self, conn: Connection, ids: Sequence[Identifier]) -> dict[str, int]:
         """Delete everything recorded about these identifiers (a privacy request)."""

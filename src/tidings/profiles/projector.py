@@ -88,12 +88,20 @@ class Plan:
     traits: list[TraitRow] = field(default_factory=list)
     flags: list[FlagRow] = field(default_factory=list)
     suppressed: list[int] = field(default_factory=list)
-    # The batch's own events by anchor, for rebuilding a profile mid-batch.
-    applied: list[tuple[int, Identifier, dict[str, Any], int]] = field(default_factory=list)
+    # The batch's own events by anchor, for rebuilding a profile mid-batch (as stored, not
+    # parsed: a rebuild is rare, and parsed messages kept alive would cost the collector).
+    applied: list[tuple[LogEvent, Identifier]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
         return len(self.received_at)
+
+
+def _move(plan: Plan, identifier: Identifier, pid: str, at: int) -> None:
+    """``identifier`` is now in profile ``pid``. Its ``first_seen`` (written only with its first
+    row) stays that of the batch's first event carrying it, wherever the batch was cut."""
+    pending = plan.identities.get(identifier)
+    plan.identities[identifier] = (pid, at if pending is None else pending[1])
 
 
 class Projector:
@@ -127,7 +135,7 @@ class Projector:
         self.cache_size = cache_size
         # The events of the last prepared batch: it may still be committing while the next
         # one is prepared, so a rebuild cannot find them in the timeline yet.
-        self.inflight: list[tuple[int, Identifier, dict[str, Any], int]] = []
+        self.inflight: list[tuple[LogEvent, Identifier]] = []
         self.loaded = False
 
     # -- in-memory state -----------------------------------------------------------------------
@@ -270,6 +278,10 @@ class Projector:
             # The common case: one identifier the graph already knows; nothing to resolve.
             if anchor not in plan.identities:
                 plan.identities[anchor] = (pid, ev.timestamp)
+        elif len(usable) == 1:
+            # A new identifier alone (a first visit): a profile of its own, nothing to link.
+            pid = self.graph.place(anchor)
+            plan.identities[anchor] = (pid, ev.timestamp)
         else:
             pid = self._resolve(plan, ev, ids, usable)
         state = self._state(plan, pid)
@@ -280,7 +292,7 @@ class Projector:
             for key, value in identify_traits(message).items():
                 plan.traits.append((ev.seq, key[:200], orjson.dumps(value).decode(), ev.timestamp))
         plan.timeline.append((anchor.type, anchor.value, ev.seq))
-        plan.applied.append((ev.seq, anchor, message, ev.timestamp))
+        plan.applied.append((ev, anchor))
 
     def _resolve(
         self, plan: Plan, ev: LogEvent, ids: list[Identifier], usable: list[Identifier]
@@ -318,7 +330,7 @@ class Projector:
         for identifier in resolution.affected:
             now_in = self.graph.profile_of(identifier)
             if now_in is not None and old.get(identifier) != now_in:
-                plan.identities[identifier] = (now_in, ev.timestamp)
+                _move(plan, identifier, now_in, ev.timestamp)
         for identifier in usable:
             if identifier not in plan.identities and identifier not in old:
                 # Seen before or not, writing it is idempotent (first_seen is kept).
@@ -365,7 +377,7 @@ class Projector:
             if pid is not None:
                 after[identifier] = pid
                 if before.get(identifier) != pid:
-                    plan.identities[identifier] = (pid, at)
+                    _move(plan, identifier, pid, at)
         old_to_new: dict[str, set[str]] = {}
         new_to_old: dict[str, set[str]] = {}
         for identifier, new in after.items():
@@ -400,9 +412,9 @@ class Projector:
         for ev in self.collect.get_events(self.profiles.timeline_seqs(sorted(members))):
             events[ev.seq] = (orjson.loads(ev.payload), ev.timestamp)
         for applied in (self.inflight, plan.applied):
-            for seq, anchor, message, ts in applied:
-                if anchor in members:
-                    events[seq] = (message, ts)
+            for ev, anchor in applied:
+                if anchor in members and ev.seq not in events:
+                    events[ev.seq] = (orjson.loads(ev.payload), ev.timestamp)
         state = ProfileState.empty()
         for message, ts in events.values():
             state.apply(message, normalize(message), ts)

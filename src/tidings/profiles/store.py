@@ -232,6 +232,7 @@ class ProfileStore:
             columns,
             [(*row, at) for row in rows],
             f"ON CONFLICT (profile_id) DO UPDATE SET {updates}",
+            distinct_keys=True,  # one row per profile
         )
 
     def delete_states(self, conn: Connection, profile_ids: Sequence[str]) -> int:
