@@ -94,6 +94,7 @@ class Options:
     workdir: Path
     floor_renders: int
     env: dict[str, str]
+    py_spy: Path | None = None
 
 
 @dataclass
@@ -109,6 +110,12 @@ class Load:
     errors: int
     wrapped: int
     bytes: int
+    cpu_s: float = 0.0  # the server's CPU time (user + system) during the run
+
+    @property
+    def cpu_ms(self) -> float:
+        """The server's CPU per request."""
+        return self.cpu_s * 1000 / max(1, self.requests)
 
     @property
     def rps(self) -> float:
@@ -122,6 +129,7 @@ class Floor:
     p50_ms: float
     p99_ms: float
     mean_bytes: float
+    cpu_s: float
 
     @property
     def rps(self) -> float:
@@ -361,6 +369,48 @@ def wrk(url: str, args: list[str], opts: Options, duration: float) -> dict[str, 
     return result
 
 
+def profiler(pid: int, opts: Options) -> subprocess.Popen[bytes] | None:
+    """With ``--py-spy FILE``: py-spy records the server through the distinct and re-open runs
+    (collapsed stacks, GIL-holding samples only, all threads)."""
+    if opts.py_spy is None:
+        return None
+    seconds = round(opts.duration + opts.reopen_duration)
+    return subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--format",
+            "raw",
+            "--gil",
+            "--output",
+            str(opts.py_spy),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(
+    name: str, pid: int, base: str, args: list[str], opts: Options, duration: float
+) -> Load:
+    """One wrk run, with the server's CPU time over it."""
+    before = cpu_seconds(pid)
+    load = as_load(name, wrk(base, args, opts, duration))
+    load.cpu_s = cpu_seconds(pid) - before
+    return load
+
+
 def as_load(name: str, r: dict[str, Any]) -> Load:
     errors = int(
         r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write_errors"]
@@ -416,12 +466,14 @@ def floor(url: str, settings: Settings, recipients: list[int], opts: Options) ->
         times: list[float] = []
         size = 0
         started = time.perf_counter()
+        cpu = time.process_time()
         for tiles in work:
             t0 = time.perf_counter()
             rendered = compose(layout, tiles, images, caches=caches)
             times.append(time.perf_counter() - t0)
             size += len(rendered.data)
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     finally:
         container.db.close()
     times.sort()
@@ -431,6 +483,7 @@ def floor(url: str, settings: Settings, recipients: list[int], opts: Options) ->
         times[len(times) // 2] * 1000,
         times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
         size / len(times),
+        cpu,
     )
 
 
@@ -481,7 +534,7 @@ def run(opts: Options) -> bool:
         admin = {"Authorization": f"Bearer {creds.admin_token}"}
         with (
             picture_server(catalog, pictures),
-            server(port, static_dir, env, run_dir / "server.log"),
+            server(port, static_dir, env, run_dir / "server.log") as pid,
         ):
             r = httpx.post(f"{base}/v1/blocks", json=block_body(), headers=admin, timeout=30)
             r.raise_for_status()
@@ -503,26 +556,31 @@ def run(opts: Options) -> bool:
             wrk(base, ["static", "/bench-static/render.png"], opts, 2)
             time.sleep(1.0)  # the warm-up's decisions are written before counting
             before = decision_rows(url)
+            spy = profiler(pid, opts)
             console.print("[bold]distinct opens[/] …")
-            distinct = as_load(
+            distinct = measured(
                 "distinct opens",
-                wrk(
-                    base,
-                    ["first", path, *shuffle, "0", str(opts.profiles - spare)],
-                    opts,
-                    opts.duration,
-                ),
+                pid,
+                base,
+                ["first", path, *shuffle, "0", str(opts.profiles - spare)],
+                opts,
+                opts.duration,
             )
             console.print("[bold]re-opens[/] …")
             opened = min(distinct.requests, opts.profiles - spare)
-            reopens = as_load(
+            reopens = measured(
                 "re-opens",
-                wrk(base, ["reopen", path, *shuffle, "0", str(opened)], opts, opts.reopen_duration),
+                pid,
+                base,
+                ["reopen", path, *shuffle, "0", str(opened)],
+                opts,
+                opts.reopen_duration,
             )
+            if spy is not None:
+                spy.wait()
             console.print("[bold]static PNG[/] …")
-            static = as_load(
-                "static PNG",
-                wrk(base, ["static", "/bench-static/render.png"], opts, opts.duration),
+            static = measured(
+                "static PNG", pid, base, ["static", "/bench-static/render.png"], opts, opts.duration
             )
             time.sleep(1.5)  # the decision writer flushes every 0.2 s
             written = decision_rows(url) - before
@@ -566,6 +624,7 @@ def report(
         "p99 ms",
         "max ms",
         "errors",
+        "server CPU ms/req",
         "vs static",
         "vs floor",
     ):
@@ -580,6 +639,7 @@ def report(
             _f(x.p99_ms, 1),
             _f(x.max_ms, 1),
             str(x.errors),
+            _f(x.cpu_ms, 2),
             _f(x.rps / static.rps, 3) if x is not static else "1.000",
             _f(x.rps / bare.rps, 2) if x is not static else "—",
         )
@@ -592,6 +652,7 @@ def report(
         _f(bare.p99_ms, 1),
         "—",
         "0",
+        _f(bare.cpu_s * 1000 / bare.renders, 2),
         "—",
         "1.00",
     )
@@ -651,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
         "--env", action="append", default=[], help="NAME=VALUE for the server (repeatable)"
     )
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument(
+        "--py-spy", type=Path, help="record the server with py-spy into this file (raw stacks)"
+    )
     args = parser.parse_args(argv)
     if not Path(WRK).exists():
         console.print("[red]wrk is not installed[/]: apt-get install wrk")
@@ -668,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir,
         args.floor_renders,
         dict(item.split("=", 1) for item in args.env),
+        args.py_spy,
     )
     load = os.getloadavg()
     console.print(

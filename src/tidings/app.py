@@ -134,7 +134,14 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
 
     profile_service.on_delete.append(forget_person)
     content = ContentService(
-        blocks, decisions, views, RenderCatalog(catalog), images, RenderCaches(), clock, settings
+        blocks,
+        decisions,
+        views,
+        RenderCatalog(catalog),
+        images,
+        RenderCaches(grid_bytes=settings.content_grid_cache_bytes),
+        clock,
+        settings,
     )
     web = AdminUI(
         UserService(UserStore(db.engine), clock),
