@@ -35,6 +35,7 @@ from tidings.collect.store import CollectStore
 from tidings.content import router as content_router
 from tidings.content.blocks import BlockService
 from tidings.content.decisions import DecisionLog
+from tidings.content.fastpath import OpenFastPath
 from tidings.content.ports import RenderCatalog
 from tidings.content.recipients import ProfileViews
 from tidings.content.render import RenderCaches
@@ -272,6 +273,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.container = container
     # Added first, so it runs inside CORS (which answers preflights and adds its headers).
     app.add_middleware(CollectFastPath, handlers=collect_router.ingest_handlers())
+    app.add_middleware(OpenFastPath)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
