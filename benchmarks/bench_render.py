@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_collect import machine
+from bench_collect import app_process, machine, run_wrk
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
@@ -61,6 +59,7 @@ from tidings.content.render.layout import Layout
 from tidings.core.db import Database
 from tidings.core.settings import Settings
 from tidings.demo.pictures import draw_product
+from tidings.demo.seed import catalog_feed
 from tidings.simulate.catalog import CatalogProduct, generate_catalog
 from tidings.simulate.send import send_direct
 from tidings.simulate.shoppers import SimEvent
@@ -143,28 +142,6 @@ def email(n: int) -> str:
     return f"shopper{n}@example.com"
 
 
-def feed(catalog: list[CatalogProduct]) -> bytes:
-    """The catalog as a JSON product feed, as a shop would export it."""
-    return json.dumps(
-        [
-            {
-                "product_id": p.product_id,
-                "sku": p.sku,
-                "name": p.name,
-                "brand": p.brand,
-                "category": p.category,
-                "price": p.price,
-                "sale_price": p.sale_price,
-                "currency": p.currency,
-                "url": p.url,
-                "image_url": p.image_url,
-                "in_stock": p.in_stock,
-            }
-            for p in catalog
-        ]
-    ).encode()
-
-
 def shopper_events(
     catalog: list[CatalogProduct], opts: Options
 ) -> tuple[list[SimEvent], list[list[str]]]:
@@ -220,7 +197,7 @@ def seed(
     container = build_container(settings)
     try:
         started = time.perf_counter()
-        summary = container.catalog.write(container.catalog.parse(feed(catalog), "json"))
+        summary = container.catalog.write(container.catalog.parse(catalog_feed(catalog), "json"))
         console.print(
             f"  catalog: {summary.inserted:,} products imported as a JSON feed "
             f"in {time.perf_counter() - started:.1f} s"
@@ -287,35 +264,9 @@ def picture_server(catalog: list[CatalogProduct], port: int) -> Iterator[None]:
 @contextmanager
 def server(port: int, static_dir: Path, env: dict[str, str], log: Path) -> Iterator[int]:
     """``render_app.py`` in a child process; yields its pid."""
-    out = open(log, "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, str(APP), str(port), str(static_dir)],
-        env={**os.environ, **env},
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}: see {log}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.2)
+    cmd = [sys.executable, str(APP), str(port), str(static_dir)]
+    with app_process(cmd, f"http://127.0.0.1:{port}", log, env, timeout=60) as proc:
         yield proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        out.close()
 
 
 def block_body() -> dict[str, Any]:
@@ -347,26 +298,7 @@ async def warm_images(base: str, path: str, warmups: int) -> dict[str, int]:
 
 
 def wrk(url: str, args: list[str], opts: Options, duration: float) -> dict[str, Any]:
-    cmd = [
-        WRK,
-        f"-t{opts.threads}",
-        f"-c{opts.connections}",
-        f"-d{max(1, round(duration))}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(LUA),
-        url,
-        "--",
-        *args,
-        str(opts.threads),
-    ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    match = re.search(r"^WRK_JSON (\{.*\})$", out, re.M)
-    if match is None:
-        raise RuntimeError(f"wrk printed no summary:\n{out}")
-    result: dict[str, Any] = json.loads(match.group(1))
-    return result
+    return run_wrk(LUA, url, [*args, str(opts.threads)], opts.threads, opts.connections, duration)
 
 
 def profiler(pid: int, opts: Options) -> subprocess.Popen[bytes] | None:
