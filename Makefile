@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ANALYTICS_NEXT := .cache/npm/node_modules/@segment/analytics-next
 export TIDINGS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run install test test-deps lint typecheck pytest bench-collect bench-pipeline clean
+.PHONY: run install test test-deps lint typecheck pytest bench-collect bench-pipeline bench-render clean
 
 $(VENV)/.run-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ bench-collect: $(VENV)/.test-installed
 ## make bench-pipeline: 1M simulated events through identities and profiles (SQLite, PostgreSQL).
 bench-pipeline: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_pipeline.py $(ARGS)
+
+## make bench-render: opens of /i/{block}.png for 10,000 profiles, against a static PNG and bare compose.
+bench-render: $(VENV)/.test-installed $(DEJAVU)
+	$(PY) benchmarks/bench_render.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .cache var test-artifacts

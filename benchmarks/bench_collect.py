@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -105,30 +106,35 @@ class Options:
     workers: int = 1
 
 
-def wrk(url: str, mode: str, auth: str, opts: Options, duration: float) -> dict[str, int | float]:
-    nonce = uuid.uuid4().hex[:10]
+def run_wrk(
+    lua: Path, url: str, args: list[str], threads: int, connections: int, duration: float
+) -> dict[str, Any]:
+    """wrk with the ``lua`` script and its ``args``; the script's ``WRK_JSON`` summary."""
     cmd = [
         WRK,
-        f"-t{opts.threads}",
-        f"-c{opts.connections}",
+        f"-t{threads}",
+        f"-c{connections}",
         f"-d{max(1, round(duration))}s",
         "--timeout",
         "10s",
         "-s",
-        str(LUA),
+        str(lua),
         url,
         "--",
-        mode,
-        auth,
-        nonce,
-        str(opts.batch_size),
+        *args,
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     match = re.search(r"^WRK_JSON (\{.*\})$", out, re.M)
     if match is None:
         raise RuntimeError(f"wrk printed no summary:\n{out}")
-    result: dict[str, int | float] = json.loads(match.group(1))
+    result: dict[str, Any] = json.loads(match.group(1))
     return result
+
+
+def wrk(url: str, mode: str, auth: str, opts: Options, duration: float) -> dict[str, int | float]:
+    nonce = uuid.uuid4().hex[:10]
+    args = [mode, auth, nonce, str(opts.batch_size)]
+    return run_wrk(LUA, url, args, opts.threads, opts.connections, duration)
 
 
 def load(
@@ -177,18 +183,19 @@ def basic(write_key: str) -> str:
 
 
 @contextmanager
-def noop_server(workdir: Path) -> Iterator[str]:
-    port = free_port()
-    log = open(workdir / "noop.log", "ab")  # noqa: SIM115
+def app_process(
+    cmd: list[str], url: str, log_path: Path, env: dict[str, str] | None = None, timeout: float = 30
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` (an HTTP server) in a child process, once ``url``/healthz answers; stopped after."""
+    log = open(log_path, "ab")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, str(NOOP_APP), str(port)], stdout=log, stderr=subprocess.STDOUT
+        cmd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the no-op app exited with {proc.returncode}")
+                raise RuntimeError(f"{cmd[1]} exited with {proc.returncode}: see {log_path}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
                     break
@@ -196,15 +203,23 @@ def noop_server(workdir: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.1)
-        yield url
+        yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(15)
+            proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
         log.close()
+
+
+@contextmanager
+def noop_server(workdir: Path) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with app_process([sys.executable, str(NOOP_APP), str(port)], url, workdir / "noop.log"):
+        yield url
 
 
 def bench_tidings(db_name: str, url: str, opts: Options) -> tuple[list[Load], list[EventRow]]:

@@ -38,6 +38,7 @@ from tidings.collect.store import CollectStore
 from tidings.content import router as content_router
 from tidings.content.blocks import BlockService
 from tidings.content.decisions import DecisionLog
+from tidings.content.fastpath import OpenFastPath
 from tidings.content.ports import RenderCatalog
 from tidings.content.recipients import ProfileViews
 from tidings.content.render import RenderCaches
@@ -145,7 +146,14 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
 
     profile_service.on_delete.append(forget_person)
     content = ContentService(
-        blocks, decisions, views, RenderCatalog(catalog), images, RenderCaches(), clock, settings
+        blocks,
+        decisions,
+        views,
+        RenderCatalog(catalog),
+        images,
+        RenderCaches(grid_bytes=settings.content_grid_cache_bytes),
+        clock,
+        settings,
     )
     tracking = TrackingService.from_settings(collect, sources, clock, settings)
     campaigns = CampaignService(
@@ -296,6 +304,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.container = container
     # Added first, so it runs inside CORS (which answers preflights and adds its headers).
     app.add_middleware(CollectFastPath, handlers=collect_router.ingest_handlers())
+    app.add_middleware(OpenFastPath)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -274,6 +274,32 @@ class _ImageServer:
         self.httpd.server_close()
 
 
+def test_a_reopen_shows_the_grid_drawn_for_the_first_open(
+    app_client: TestClient, creds: Credentials, admin: dict[str, str]
+) -> None:
+    server = _ImageServer()
+    try:
+        block_id = create_block(app_client, admin, block_body())
+        events = [identify("u-1", "ada@example.com")]
+        for minute, sku in enumerate(("SKU-1", "SKU-2"), start=1):
+            event = viewed("u-1", sku, minute)
+            event["properties"]["image_url"] = server.url + f"?{sku}"
+            events.append(event)
+        send(app_client, creds, *events)
+        apply(app_client)
+        grids = app_client.app.state.container.content.caches.grids  # type: ignore[attr-defined]
+
+        r1 = app_client.get(f"/i/{block_id}.png", params={"u": "ada@example.com"})
+        r2 = app_client.get(f"/i/{block_id}.png", params={"u": "u-1"})
+        assert r1.headers["x-tidings-served"] == r2.headers["x-tidings-served"] == "render"
+        # The product images were fetched, and the second open is the first one's grid.
+        colours = decode(r1.content).convert("RGB").getcolors(1 << 16) or []
+        assert any(r > 180 and g < 60 and b < 60 for _, (r, g, b) in colours)
+        assert r2.content == r1.content and grids.hits == 1 and len(grids) == 1
+    finally:
+        server.close()
+
+
 def test_an_unknown_recipient_gets_the_fallback_image_and_link(
     app_client: TestClient, admin: dict[str, str]
 ) -> None:

@@ -210,6 +210,15 @@ def test_fetched_once_and_resized_once_per_size(cache: ImageCache, server: Serve
     }
 
 
+def test_renders_may_read_the_cached_image_itself(cache: ImageCache, server: Server) -> None:
+    url = server.url("/red.png")
+    shared = cache.get(url, 40, 40, copy=False)
+    assert shared is not None and cache.get(url, 40, 40, copy=False) is shared
+    own = cache.get(url, 40, 40)
+    assert own is not None and own is not shared and own.tobytes() == shared.tobytes()
+    assert server.hits["/red.png"] == 1
+
+
 def test_cover_crops_the_middle_and_contain_fits_inside(cache: ImageCache, server: Server) -> None:
     url = server.url("/red.png")  # 400x200, left red, right blue
     cover = cache.get(url, 100, 100)

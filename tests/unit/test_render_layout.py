@@ -124,6 +124,19 @@ def test_an_lru_forgets_the_least_recently_used() -> None:
         Lru(0)
 
 
+def test_a_weighed_lru_keeps_within_its_weight() -> None:
+    cache: Lru[str, bytes] = Lru(100, weigh=len, max_weight=10)
+    cache.put("a", b"1234")
+    cache.put("b", b"5678")
+    cache.put("c", b"90ab")  # 12 > 10: the least recently used goes
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (None, b"5678", b"90ab")
+    assert cache.weight == 8
+    cache.put("b", b"x")  # replacing an entry re-weighs it
+    assert cache.weight == 5
+    cache.put("big", b"x" * 11)  # heavier than the whole cache: not kept, nothing dropped
+    assert cache.get("big") is None and len(cache) == 2
+
+
 def test_an_empty_render_is_a_transparent_pixel() -> None:
     nothing = Rendered.nothing()
     image = Image.open(io.BytesIO(nothing.data))

@@ -407,6 +407,13 @@ def test_recommended_falls_back_to_the_last_order_then_to_bestsellers() -> None:
 # -- the bare composition, layouts, apps by kind -----------------------------------------------
 
 
+def test_a_grid_reads_the_feed_for_its_products_at_once() -> None:
+    context = ctx(RenderProfile(recently_viewed=views(0, 1, 2, 3)))
+    rendered = RecentlyViewedApp().render(context)
+    assert shown(rendered) == ["sku-1", "sku-2", "sku-3", "sku-4"]
+    assert context.catalog.lookups == 1  # type: ignore[attr-defined]
+
+
 def test_compose_draws_given_tiles_without_lookups() -> None:
     tiles = [Tile.from_product(p) for p in PRODUCTS[:8]]
     images = InMemoryImages()

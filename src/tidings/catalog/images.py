@@ -255,12 +255,15 @@ class ImageCache:
         *,
         fit: Fit = "cover",
         fetch: bool = True,
+        copy: bool = True,
     ) -> Image.Image | None:
         """The image at ``url`` fitted to ``width`` x ``height``, or ``None`` if it cannot be had.
 
         ``cover`` fills the box exactly (cropping the middle); ``contain`` fits inside it
-        (one side may be shorter). The result is the caller's to draw on (a copy). With
-        ``fetch=False`` only what is cached counts (nothing is downloaded).
+        (one side may be shorter). The result is the caller's to draw on (a copy); with
+        ``copy=False`` it is the cached image itself, to be read only (renders paste it), and
+        the same object for as long as the cache keeps it. With ``fetch=False`` only what is
+        cached counts (nothing is downloaded).
         """
         if not (0 < width <= self.max_side and 0 < height <= self.max_side):
             raise ValueError(f"image sizes are 1..{self.max_side} pixels, not {width}x{height}")
@@ -271,13 +274,13 @@ class ImageCache:
         image = self._memory.get(key)
         if image is not None:
             self._count("memory_hits")
-            return image.copy()
+            return image.copy() if copy else image
         if self._failed(absolute):
             return None
         image = self._flights.do(
             (*key, fetch), lambda: self._sized(absolute, width, height, fit, fetch)
         )
-        return image.copy() if image is not None else None
+        return image.copy() if image is not None and copy else image
 
     def absolute(self, url: str) -> str | None:
         """The URL to fetch: http(s) as given, ``//host/…`` as https, ``/path`` against

@@ -323,6 +323,9 @@ class DecisionLog:
             self._seq += 1
             decision = _with_seq(decision, self._seq)
             queue = self._queue
+            # The writer sleeps only on an empty queue: wake it only then (waking the event
+            # loop from a render thread costs a syscall and a loop iteration each time).
+            wake = queue.empty()
             if len(queue.decisions) >= self.queue_max:
                 queue.decisions.popleft()
                 self.stats.dropped += 1
@@ -334,7 +337,8 @@ class DecisionLog:
                 self._queued += 1
             self.stats.recorded += 1
         self.latest.put(decision)
-        self._wake()
+        if wake:
+            self._wake()
         return decision
 
     def alarm(self, block_id: str, code: str, example: str, at_ms: int) -> None:

@@ -80,6 +80,15 @@ def _split(name: str) -> tuple[str, str] | None:
     return stem, ext.lower()
 
 
+def open_named(request: Request, c: Container, name: str, u: str | None, s: str | None) -> Response:
+    """``GET /i/{name}``: the block's image for ``u`` (any name that is not ``{block}.{ext}``
+    is the transparent pixel). Shared by the route and :class:`.fastpath.OpenFastPath`."""
+    parts = _split(name)
+    if parts is None:
+        return _image(Served(*TRANSPARENT, "bad_path"))
+    return _open(request, c, parts[0], None, u, s)
+
+
 def _open(
     request: Request, c: Container, block: str, slot: int | None, u: str | None, s: str | None
 ) -> Response:
@@ -279,10 +288,7 @@ def build_router() -> APIRouter:
     ) -> Response:
         """The extension only satisfies email clients: the image is always the block's own
         format with its true Content-Type. Never cached (`Cache-Control: no-store`)."""
-        parts = _split(name)
-        if parts is None:
-            return _image(Served(*TRANSPARENT, "bad_path"))
-        return _open(request, c, parts[0], None, u, s)
+        return open_named(request, c, name, u, s)
 
     @router.get(
         "/i/{block}/{name}",

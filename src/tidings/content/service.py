@@ -34,7 +34,7 @@ from tidings.tracking.machine import FetchKind, classify_fetch
 from .blocks import BlockService, CompiledBlock, CompiledVariant, tag_size
 from .decisions import Decision, DecisionLog, Shown, shown_from_json, shown_json
 from .links import safe_target, with_utm
-from .ports import RenderCatalog
+from .ports import RenderCatalog, RenderImages
 from .recipients import ALARM_MESSAGES, ProfileView, ProfileViews, Recipient, read_recipient
 from .render import RenderCaches, RenderContext, Rendered
 from .render.encode import encode
@@ -103,6 +103,7 @@ class ContentService:
         self.views = views
         self.catalog = catalog
         self.images = images
+        self.render_images = RenderImages(images)  # read-only, shared: no copy per tile
         self.caches = caches
         self.clock = clock
         self.settings = settings
@@ -207,7 +208,9 @@ class ContentService:
 
         For one slot's image the variant is judged by its whole grid, so all the slot images
         of one email come from the same variant; the slot itself may still be empty."""
-        render_ctx = RenderContext(view.profile, self.catalog, self.images, ctx.now, self.caches)
+        render_ctx = RenderContext(
+            view.profile, self.catalog, self.render_images, ctx.now, self.caches
+        )
         facts = ProfileFacts(view.state, ctx.now_ms, events=self._behaviour(view.profile_id))
         rendered: dict[int, Rendered] = {}
 

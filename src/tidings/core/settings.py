@@ -149,6 +149,11 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="Latest decisions kept in memory for clicks"
     )
     content_lock_memory_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    content_grid_cache_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        description="Encoded product grids kept for re-opens and identical content (bytes)",
+    )
     content_country_header: str | None = Field(
         default=None,
         description="Request header a trusted proxy or CDN sets to the opener's country "

@@ -115,9 +115,13 @@ class ProfileStore:
         found: dict[str, ProfileState] = {}
         with self.engine.connect() as conn:
             for part in chunks(sorted(set(profile_ids)), 500):
-                query = select(profiles.c.profile_id, profiles.c.state).where(
-                    profiles.c.profile_id.in_(part)
+                # One id (an open's recipient) is a plain equality: no expanding IN to render.
+                where = (
+                    profiles.c.profile_id == part[0]
+                    if len(part) == 1
+                    else profiles.c.profile_id.in_(part)
                 )
+                query = select(profiles.c.profile_id, profiles.c.state).where(where)
                 for pid, text in conn.execute(query):
                     found[pid] = ProfileState.from_json(text)
         return found

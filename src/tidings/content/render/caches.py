@@ -27,37 +27,58 @@ V = TypeVar("V")
 class Lru(Generic[K, V]):
     """A bounded mapping that forgets its least recently used entries; counts hits and misses.
 
+    It holds at most ``maxsize`` entries and, with ``weigh``, at most ``max_weight`` of their
+    summed weights (e.g. encoded bytes).
+
     ``get_or_make`` may call ``make`` twice for one key when two threads miss at once; the
     values are equal, so the only cost is the duplicated work.
     """
 
-    __slots__ = ("_data", "_lock", "hits", "maxsize", "misses")
+    __slots__ = ("_data", "_lock", "hits", "max_weight", "maxsize", "misses", "weigh", "weight")
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        weigh: Callable[[V], int] | None = None,
+        max_weight: int = 0,
+    ) -> None:
         if maxsize < 1:
             raise ValueError("an LRU cache needs room for one entry")
         self.maxsize = maxsize
+        self.weigh = weigh
+        self.max_weight = max_weight
+        self.weight = 0
         self.hits = 0
         self.misses = 0
-        self._data: OrderedDict[K, V] = OrderedDict()
+        self._data: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
         with self._lock:
-            value = self._data.get(key)
-            if value is None:
+            entry = self._data.get(key)
+            if entry is None:
                 self.misses += 1
                 return None
             self._data.move_to_end(key)
             self.hits += 1
-            return value
+            return entry[0]
 
     def put(self, key: K, value: V) -> None:
+        weight = self.weigh(value) if self.weigh is not None else 0
+        if self.weigh is not None and weight > self.max_weight:
+            return
         with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.weight -= old[1]
+            self._data[key] = (value, weight)
+            self.weight += weight
+            while len(self._data) > self.maxsize or (
+                self.weigh is not None and self.weight > self.max_weight
+            ):
+                _, (_, gone) = self._data.popitem(last=False)
+                self.weight -= gone
 
     def get_or_make(self, key: K, make: Callable[[], V]) -> V:
         value = self.get(key)
@@ -68,6 +89,13 @@ class Lru(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+GRID_BYTES = 32 * 1024 * 1024
+
+
+def _grid_bytes(rendered: Rendered) -> int:
+    return len(rendered.data) + 512  # the bytes, and about what the slots and key hold
 
 
 class RenderCaches:
@@ -84,7 +112,13 @@ class RenderCaches:
         "texts",
     )
 
-    def __init__(self, fonts: Fonts | None = None, *, prices: Prices | None = None) -> None:
+    def __init__(
+        self,
+        fonts: Fonts | None = None,
+        *,
+        prices: Prices | None = None,
+        grid_bytes: int = GRID_BYTES,
+    ) -> None:
         self.fonts = fonts if fonts is not None else Fonts()
         self.prices = prices if prices is not None else Prices()
         # (text, font, width, max lines) -> the lines it is set in
@@ -97,7 +131,10 @@ class RenderCaches:
         # (style, "ended") -> its ended image
         self.countdown_faces: Lru[tuple[Any, ...], Any] = Lru(64)
         # (layout, tiles and their images, locale, footer) -> the encoded grid, for apps: many
-        # people see the same recommendations, and a re-open shows what the first one showed
-        self.grids: Lru[tuple[Any, ...], Rendered] = Lru(256)
+        # people see the same recommendations, and a re-open shows what the first one showed.
+        # Bounded by encoded bytes (a 600 px grid is 20-60 KB).
+        self.grids: Lru[tuple[Any, ...], Rendered] = Lru(
+            100_000, weigh=_grid_bytes, max_weight=grid_bytes
+        )
         # (text, style) -> the encoded headline image
         self.texts: Lru[tuple[Any, ...], Rendered] = Lru(2_000)

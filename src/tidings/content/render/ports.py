@@ -22,6 +22,11 @@ class Catalog(Protocol):
         ``sale_price`` of ``None`` beside a ``price`` means the product is not on sale."""
         ...
 
+    def products(self, product_ids: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
+        """:meth:`product` of each id the feed knows, by id, read at once (a render asks for
+        the products it is about to show together, rather than one query each)."""
+        ...
+
     def top_in_categories(
         self, categories: Sequence[str], exclude_ids: Collection[str], limit: int
     ) -> list[Mapping[str, Any]]:

@@ -18,7 +18,7 @@ for emails that give each product its own image and link. Both report what they 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any, ClassVar
 
@@ -38,6 +38,31 @@ def from_feed(product: Product, catalog: Catalog, *, feed_wins: bool = True) -> 
     """``product`` completed by the catalog's feed (see the module for who wins)."""
     product_id = product.get("product_id")
     feed = catalog.product(str(product_id)) if product_id is not None else None
+    return with_feed(product, feed, feed_wins=feed_wins)
+
+
+def completed(
+    products: Iterable[Product], catalog: Catalog, at_once: int, *, feed_wins: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Each of ``products`` completed by the feed, in order and lazily: the first ``at_once``
+    are looked up in one read (what a grid is about to show), any later ones one at a time
+    (only when sold-out products or missing images were passed over)."""
+    rest = iter(products)
+    first = list(islice(rest, at_once))
+    ids = [str(p.get("product_id")) for p in first if p.get("product_id") is not None]
+    feed = catalog.products(ids) if ids else {}
+    for product in first:
+        product_id = product.get("product_id")
+        known = feed.get(str(product_id)) if product_id is not None else None
+        yield with_feed(product, known, feed_wins=feed_wins)
+    for product in rest:
+        yield from_feed(product, catalog, feed_wins=feed_wins)
+
+
+def with_feed(
+    product: Product, feed: Mapping[str, Any] | None, *, feed_wins: bool = True
+) -> dict[str, Any]:
+    """``product`` completed by ``feed``, the feed's record of it (or ``None``)."""
     if not feed:
         return dict(product)
     known = {k: v for k, v in feed.items() if v is not None}
@@ -168,6 +193,14 @@ class RecentlyViewedApp(ProductApp):
         self.config = config or RecentlyViewedConfig()
 
     def _products(self, ctx: RenderContext) -> Iterator[Product]:
+        at_once = 2 * self.config.layout.capacity  # room for some sold out or without image
+        for product in completed(self._viewed(ctx), ctx.catalog, at_once):
+            if self.config.skip_out_of_stock and not _in_stock(product):
+                continue
+            yield product
+
+    def _viewed(self, ctx: RenderContext) -> Iterator[Product]:
+        """The distinct products viewed, latest first, without those bought since."""
         profile = ctx.profile
         skip: set[str] = set()
         if self.config.exclude_in_cart:
@@ -181,10 +214,7 @@ class RecentlyViewedApp(ProductApp):
             seen = viewed.get("viewed_at_ms")
             if bought is not None and (not isinstance(seen, int) or bought >= seen):
                 continue
-            product = from_feed(viewed, ctx.catalog)
-            if self.config.skip_out_of_stock and not _in_stock(product):
-                continue
-            yield product
+            yield viewed
 
 
 # -- cart --------------------------------------------------------------------------------------
@@ -215,8 +245,8 @@ class CartItemsApp(ProductApp):
         return [item for item in items if isinstance(item, Mapping)]
 
     def _products(self, ctx: RenderContext) -> Iterator[Product]:
-        for item in self._items(ctx):
-            product = from_feed(item, ctx.catalog)
+        items = self._items(ctx)
+        for item, product in zip(items, completed(items, ctx.catalog, len(items)), strict=True):
             product["quantity"] = item.get("quantity", 1)
             yield product
 
@@ -237,11 +267,11 @@ class CartItemsApp(ProductApp):
             return None
         total = 0.0
         units = 0
-        for item in items:
+        for item, product in zip(items, completed(items, ctx.catalog, len(items)), strict=True):
             quantity = item.get("quantity", 1)
             quantity = quantity if isinstance(quantity, int) and quantity > 0 else 1
             units += quantity
-            price = _effective_price(from_feed(item, ctx.catalog))
+            price = _effective_price(product)
             if price is None:
                 value = parse_amount(ctx.profile.cart.get("value"))
                 total = value if value is not None else 0.0
@@ -277,9 +307,8 @@ class LastOrderApp(ProductApp):
 
     def _products(self, ctx: RenderContext) -> Iterator[Product]:
         order = ctx.profile.last_order or {}
-        for item in order.get("products") or ():
-            if isinstance(item, Mapping):
-                yield from_feed(item, ctx.catalog, feed_wins=False)
+        items = [item for item in order.get("products") or () if isinstance(item, Mapping)]
+        yield from completed(items, ctx.catalog, len(items), feed_wins=False)
 
     def _caption(self, product: Product) -> str | None:
         label = self.config.quantity_label

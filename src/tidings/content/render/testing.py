@@ -40,6 +40,10 @@ class InMemoryCatalog:
         self.lookups += 1
         return self._products.get(product_id)
 
+    def products(self, product_ids: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
+        self.lookups += 1
+        return {pid: self._products[pid] for pid in product_ids if pid in self._products}
+
     def top_in_categories(
         self, categories: Sequence[str], exclude_ids: Collection[str], limit: int
     ) -> list[Mapping[str, Any]]:
