@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from sqlalchemy import BigInteger, Integer, MetaData, Table, event
+from sqlalchemy import BigInteger, ColumnElement, Integer, MetaData, Table, and_, event, false, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -196,3 +196,21 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in slices of at most ``size`` (to stay under bound-parameter limits)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def pairs_in(
+    type_column: ColumnElement[str],
+    value_column: ColumnElement[str],
+    pairs: Iterable[tuple[str, str]],
+) -> ColumnElement[bool]:
+    """``(type, value) IN pairs`` written as ``type = t AND value IN (…)`` per type, ORed.
+
+    SQLite uses no index for a row-value ``IN (VALUES …)`` and scans the whole table (a
+    profile's timeline read every timeline row); each term of this form is an index search on
+    SQLite and PostgreSQL alike."""
+    grouped: dict[str, list[str]] = {}
+    for id_type, value in pairs:
+        grouped.setdefault(id_type, []).append(value)
+    if not grouped:
+        return false()
+    return or_(*(and_(type_column == t, value_column.in_(vs)) for t, vs in grouped.items()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -37,6 +37,12 @@ async def demo_email(request: Request, u: str | None = None) -> Response:
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
+def _json_error(description: str) -> dict[str, Any]:
+    """An error documented as the JSON it is, on a route whose answers are HTML."""
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def build_router() -> APIRouter:
     router = APIRouter(tags=["demo"])
     router.add_api_route(
@@ -45,8 +51,8 @@ def build_router() -> APIRouter:
         methods=["GET"],
         response_class=HTMLResponse,
         responses={
-            400: error("A u that is empty or too long"),
-            404: error("The demo is not seeded on this server"),
+            400: _json_error("A u that is empty or too long"),
+            404: _json_error("The demo is not seeded on this server"),
         },
         summary="The demo email, as a recipient receives it",
     )

@@ -30,14 +30,13 @@ from sqlalchemy import (
     delete,
     or_,
     select,
-    tuple_,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from tidings.core.clock import to_ms
-from tidings.core.db import Serial, chunks, insert_rows, metadata, upsert
+from tidings.core.db import Serial, chunks, insert_rows, metadata, pairs_in, upsert
 
 from .graph import Conflict, Identifier, LinkEvent, Merge
 
@@ -262,11 +261,11 @@ class IdentityStore:
         pairs = _pairs(ids)
         if not pairs:
             return []
-        anchor = tuple_(table.c.anchor_type, table.c.anchor_value)
-        second = tuple_(table.c[f"{other}_type"], table.c[f"{other}_value"])
+        anchor = pairs_in(table.c.anchor_type, table.c.anchor_value, pairs)
+        second = pairs_in(table.c[f"{other}_type"], table.c[f"{other}_value"], pairs)
         query = (
             select(table)
-            .where(anchor.in_(pairs) | second.in_(pairs))
+            .where(anchor | second)
             .order_by(table.c.timestamp, table.c.message_id, table.c.id)
         )
         with self.engine.connect() as conn:
@@ -324,8 +323,8 @@ class IdentityStore:
         pairs = _pairs(cluster)
         for part in chunks(pairs, 300):
             for table in (identity_merges, identity_conflicts):
-                key = tuple_(table.c.anchor_type, table.c.anchor_value)
-                conn.execute(delete(table).where(key.in_(part)))
+                key = pairs_in(table.c.anchor_type, table.c.anchor_value, part)
+                conn.execute(delete(table).where(key))
         self.add_explanations(conn, merges, conflicts)
 
     def add_explanations(
@@ -371,11 +370,13 @@ class IdentityStore:
         pairs = _pairs(ids)
         counts = {"identities": 0, "links": 0, "merges": 0, "conflicts": 0}
         for part in chunks(pairs, 300):
-            member = tuple_(identity_link_members.c.id_type, identity_link_members.c.id_value)
+            member = pairs_in(
+                identity_link_members.c.id_type, identity_link_members.c.id_value, part
+            )
             keys = [
                 k
                 for (k,) in conn.execute(
-                    select(identity_link_members.c.link_key).where(member.in_(part)).distinct()
+                    select(identity_link_members.c.link_key).where(member).distinct()
                 )
             ]
             for key_part in chunks(keys, 500):
@@ -387,17 +388,15 @@ class IdentityStore:
                         identity_link_members.c.link_key.in_(key_part)
                     )
                 )
-            key = tuple_(identities.c.id_type, identities.c.id_value)
-            counts["identities"] += conn.execute(delete(identities).where(key.in_(part))).rowcount
+            key = pairs_in(identities.c.id_type, identities.c.id_value, part)
+            counts["identities"] += conn.execute(delete(identities).where(key)).rowcount
             for table, other, name in (
                 (identity_merges, "linked", "merges"),
                 (identity_conflicts, "other", "conflicts"),
             ):
-                a = tuple_(table.c.anchor_type, table.c.anchor_value)
-                b = tuple_(table.c[f"{other}_type"], table.c[f"{other}_value"])
-                counts[name] += conn.execute(
-                    delete(table).where(a.in_(part) | b.in_(part))
-                ).rowcount
+                a = pairs_in(table.c.anchor_type, table.c.anchor_value, part)
+                b = pairs_in(table.c[f"{other}_type"], table.c[f"{other}_value"], part)
+                counts[name] += conn.execute(delete(table).where(a | b)).rowcount
         return counts
 
     def suppress(self, conn: Connection, ids: Sequence[Identifier], at: int, reason: str) -> None:

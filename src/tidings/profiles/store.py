@@ -25,11 +25,10 @@ from sqlalchemy import (
     delete,
     func,
     select,
-    tuple_,
 )
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import Serial, chunks, insert_rows, metadata
+from tidings.core.db import Serial, chunks, insert_rows, metadata, pairs_in
 from tidings.identity.graph import Identifier
 
 from .state import ProfileState
@@ -160,8 +159,11 @@ class ProfileStore:
         pairs = _pairs(ids)
         if not pairs:
             return []
-        key = tuple_(timeline.c.id_type, timeline.c.id_value)
-        query = select(timeline.c.seq).where(key.in_(pairs)).order_by(timeline.c.seq.desc())
+        query = (
+            select(timeline.c.seq)
+            .where(pairs_in(timeline.c.id_type, timeline.c.id_value, pairs))
+            .order_by(timeline.c.seq.desc())
+        )
         if before_seq is not None:
             query = query.where(timeline.c.seq < before_seq)
         if limit is not None:
@@ -173,11 +175,10 @@ class ProfileStore:
         """``(identifier, seq)`` of every event anchored on one of ``ids`` (primary key reads,
         in chunks)."""
         found: list[tuple[Identifier, int]] = []
-        key = tuple_(timeline.c.id_type, timeline.c.id_value)
         with self.engine.connect() as conn:
             for part in chunks(_pairs(ids), 300):
                 query = select(timeline.c.id_type, timeline.c.id_value, timeline.c.seq).where(
-                    key.in_(part)
+                    pairs_in(timeline.c.id_type, timeline.c.id_value, part)
                 )
                 found.extend((Identifier(t, v), int(s)) for t, v, s in conn.execute(query))
         return found
