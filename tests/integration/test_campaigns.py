@@ -79,6 +79,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def sending_settings(db_url: str, data_dir: Path, inbox: Inbox, **more: Any) -> Settings:
+    """An app's settings that send campaigns over SMTP to ``inbox``, at no rate limit to speak
+    of (the web tests share them)."""
+    return Settings(
+        database_url=db_url,
+        data_dir=data_dir,
+        pipeline_in_process=False,
+        public_url="http://testserver",
+        smtp_host="127.0.0.1",
+        smtp_port=inbox.port,
+        smtp_security="none",
+        smtp_from="Shop <news@shop.example>",
+        campaign_send_rate=1000,
+        **more,
+    )
+
+
 @pytest.fixture
 def creds(db_url: str) -> Credentials:
     return prepare_database(db_url)
@@ -88,16 +105,10 @@ def creds(db_url: str) -> Credentials:
 def client(
     db_url: str, creds: Credentials, clock: FrozenClock, tmp_path: Path, inbox: Inbox
 ) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=db_url,
-        data_dir=tmp_path / "data",
-        pipeline_in_process=False,
-        public_url="http://testserver",
-        smtp_host="127.0.0.1",
-        smtp_port=inbox.port,
-        smtp_security="none",
-        smtp_from="Shop <news@shop.example>",
-        campaign_send_rate=1000,
+    settings = sending_settings(
+        db_url,
+        tmp_path / "data",
+        inbox,
         reply_domain=REPLY_DOMAIN,
         inbound_sendgrid_secret=SecretStr(SENDGRID_SECRET),
         inbound_mailgun_signing_key=SecretStr(MAILGUN_KEY),

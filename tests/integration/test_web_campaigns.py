@@ -21,12 +21,12 @@ from tests.integration.test_campaigns import (
     local,
     make_block,
     people,
+    sending_settings,
 )
 from tests.integration.test_web_auth import EMAIL, PASSWORD, csrf_of, login
 from tests.integration.test_web_pages import text_of
 from tidings.app import create_app
 from tidings.core.clock import FrozenClock
-from tidings.core.settings import Settings
 from tidings.testing import Credentials
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15"}
@@ -38,17 +38,7 @@ def ui(
     db_url: str, tmp_path: Path, creds: Credentials, clock: FrozenClock, inbox: Inbox
 ) -> Iterator[TestClient]:
     """The signed-in admin UI of an app that sends over SMTP to ``inbox``."""
-    settings = Settings(
-        database_url=db_url,
-        data_dir=tmp_path / "data",
-        pipeline_in_process=False,
-        public_url="http://testserver",
-        smtp_host="127.0.0.1",
-        smtp_port=inbox.port,
-        smtp_security="none",
-        smtp_from="Shop <news@shop.example>",
-        campaign_send_rate=1000,
-    )
+    settings = sending_settings(db_url, tmp_path / "data", inbox)
     with TestClient(create_app(settings, clock)) as client:
         client.app.state.container.web.users.create(EMAIL, PASSWORD)  # type: ignore[attr-defined]
         assert login(client).status_code == 303
