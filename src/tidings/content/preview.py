@@ -35,7 +35,7 @@ from tidings.rules import describe
 from tidings.tracking.machine import FetchKind, classify_fetch
 
 from .blocks import CompiledBlock
-from .recipients import ProfileView, Recipient, read_recipient
+from .recipients import ProfileView, Recipient, read_recipient, recipient_key
 from .render.profile import RenderProfile
 from .service import ContentService, _Open
 
@@ -175,7 +175,7 @@ class Previewer:
                 reasons["machine_open"] += 1
             else:
                 view = ProfileView(profile_id, RenderProfile.from_state(state), state)
-                who = Recipient(recipient, recipient.lower() if "@" in recipient else recipient)
+                who = Recipient(recipient, recipient_key(recipient))
                 opening = _Open(block, who, "", None, 0, INBOXES[inbox][0], None, fetch)
                 choice = self.content.choose(block, view, opening.context(now, view), draw=False)
                 rules_ms += choice.waterfall.rules_ms

@@ -54,8 +54,12 @@ def read_recipient(u: str | None) -> Recipient | Problem:
         return "malformed_recipient"
     if is_unsubstituted_merge_tag(value) is not None:
         return "merge_tag"
-    key = value.lower() if "@" in value else value
-    return Recipient(value, key)
+    return Recipient(value, recipient_key(value))
+
+
+def recipient_key(value: str) -> str:
+    """How decisions and views key a recipient: email addresses in lower case."""
+    return value.lower() if "@" in value else value
 
 
 @dataclass(frozen=True, slots=True)
