@@ -138,7 +138,7 @@ class Previewer:
     def _with_image(
         self, body: dict[str, Any], block: CompiledBlock, slot: int | None, reason: str, inbox: str
     ) -> dict[str, Any]:
-        data, content_type = self.content._fallback(block, slot)
+        data, content_type = self.content.fallback_image(block, slot)
         body["reason"] = reason
         body["image"] = _image_json(_Shown(data, content_type), inbox)
         return body

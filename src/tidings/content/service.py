@@ -135,7 +135,7 @@ class ContentService:
         if not isinstance(recipient, Recipient):
             if recipient in ALARM_MESSAGES:
                 self.decisions.alarm(block.id, recipient, (u or "")[:200], at)
-            return Served(*self._fallback(block, slot), recipient)
+            return Served(*self.fallback_image(block, slot), recipient)
         fetch = classify_fetch(user_agent, client_ip, self.settings)
         opening = _Open(
             block, recipient, _send_id(send_id), slot, at, user_agent, client_ip, fetch, country
@@ -254,7 +254,7 @@ class ContentService:
         decision = self._record(
             opening, "fallback", reason, profile_id, (), started, waterfall=waterfall
         )
-        return Served(*self._fallback(opening.block, opening.slot), reason, decision)
+        return Served(*self.fallback_image(opening.block, opening.slot), reason, decision)
 
     def _record(
         self,
@@ -292,7 +292,7 @@ class ContentService:
         )
         return self.decisions.record(decision, lock)
 
-    def _fallback(self, block: CompiledBlock, slot: int | None) -> tuple[bytes, str]:
+    def fallback_image(self, block: CompiledBlock, slot: int | None) -> tuple[bytes, str]:
         """The block's fallback image: a collapse (and every slot image) is the 1×1
         transparent GIF; a static image is fetched once and served at the block's width."""
         fallback = block.fallback
