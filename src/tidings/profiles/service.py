@@ -213,11 +213,6 @@ class ProfileService:
             "cursor": {"has_more": more, "next": str(next_before) if next_before else None},
         }
 
-    def state_of(self, ref: ProfileRef) -> ProfileState | None:
-        """The profile's derived state, or ``None`` before its first event is applied."""
-        row = self.profiles.row(ref.profile_id)
-        return ProfileState.from_json(row["state"]) if row is not None else None
-
     def behaviour(
         self, profile_id: str, name: str, since_ms: int | None, limit: int = 1000
     ) -> list[tuple[int, dict[str, Any]]]:

@@ -130,12 +130,6 @@ class ProfileStore:
             row = conn.execute(select(profiles).where(profiles.c.profile_id == profile_id)).first()
         return dict(row._mapping) if row else None
 
-    def profile_ids(self) -> list[str]:
-        """Every profile's id, in id order."""
-        query = select(profiles.c.profile_id).order_by(profiles.c.profile_id)
-        with self.engine.connect() as conn:
-            return [pid for (pid,) in conn.execute(query)]
-
     def recently_seen(self, limit: int) -> list[str]:
         """The ids of the ``limit`` profiles seen last, newest first (a top-N sort of the
         profiles table: for the admin UI's suggestions, not for the open path)."""
