@@ -419,6 +419,11 @@ def test_the_report_on_a_crafted_history(
         return local(next(u for u in mail[to][1] if "/t/c/" in u))
 
     browser = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15"}
+    # Two seconds after delivery a security scanner follows Ada's link in an ordinary browser:
+    # its click still redirects, and counts as a machine's.
+    clock.advance(timedelta(seconds=2))
+    r = client.get(sale("ada@example.com"), headers=browser, follow_redirects=False)
+    assert r.status_code == 302
     clock.advance(timedelta(minutes=5))
     # Ada: only Apple's Mail Privacy Protection fetched her pixel (a machine open).
     client.get(pixel("ada@example.com"), headers={"User-Agent": "Mozilla/5.0"})
@@ -457,6 +462,11 @@ def test_the_report_on_a_crafted_history(
     assert report["unique_opens"] == 2  # Bob, and Cy, whose click is an open
     assert report["machine_opens"] == 1  # Ada's, counted apart
     assert report["unique_clicks"] == 2 and report["click_to_open_rate"] == 1.0
+    assert report["machine_clicks"] == 1  # the scanner's, seconds after delivery
+    (scanned,) = events_named(client, admin, "email:ada@example.com", "Email Link Clicked")
+    assert scanned["properties"]["machine_click"] is True
+    assert scanned["properties"]["machine_kind"] == "scanner"
+    assert "after delivery" in scanned["properties"]["machine_reason"]
     assert (report["conversions"], report["revenue"]) == (1, 120.0)
     variants = {(v["block_id"], v["variant"]): v for v in report["variants"]}
     (bobs,) = [v for v in variants.values() if v["conversions"] == 1]

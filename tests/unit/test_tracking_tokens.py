@@ -26,6 +26,7 @@ CLICK = TrackingToken(
     link_id="hero",
     utm_content="hero",
     issued_at=1_790_000_000,
+    sent_at=1_790_000_005,
 )
 
 

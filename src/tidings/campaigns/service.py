@@ -436,6 +436,7 @@ class CampaignService:
         for claim in claims:
             state = states.get(claim.profile_id) if claim.profile_id else None
             traits = state.traits if state is not None else {}
+            await bucket.take()  # before building: the email's sent_at is its hand-off time
             try:
                 message, subject = self._message(
                     row, body_t, subject_t, sender, claim, traits, base_url
@@ -443,7 +444,6 @@ class CampaignService:
             except TemplateError as exc:
                 outcomes.append(self._outcome(claim, SmtpOutcome("failed", None, str(exc))))
                 continue
-            await bucket.take()
             result = await mailer.send(message, parseaddr(sender)[1], claim.recipient)
             done = self._outcome(claim, result)
             outcomes.append(done)
@@ -506,11 +506,12 @@ class CampaignService:
         base = self.settings.public_url or base_url
         extra: dict[str, Any] = {"email": m.recipient}
         subject = " ".join(subject_t.render(traits, extra, lambda *_: "").split())
-        campaign = campaign_of(
-            WrapOptions(row.id, "generic", row.name, m.email_id, subject),
-            self.clock.now(),
-            self.settings.tracking_link_max_age_days,
+        now = self.clock.now()
+        # Built just before its SMTP hand-off: the moment signed into its links as sent_at.
+        options = WrapOptions(
+            row.id, "generic", row.name, m.email_id, subject, sent_at=int(now.timestamp())
         )
+        campaign = campaign_of(options, now, self.settings.tracking_link_max_age_days)
         unsubscribe = self.tracking.unsubscribe_link(base, campaign, m.recipient)
         extra["unsubscribe_url"] = unsubscribe
         html = body_t.render(
@@ -518,17 +519,12 @@ class CampaignService:
             extra,
             lambda b, alt, slot: self._block_tag(base, b, m.recipient, row.id, alt, slot),
         )
-        wrapped = self.tracking.wrap(
-            html,
-            WrapOptions(row.id, "generic", row.name, m.email_id, subject),
-            base,
-            Recipient(value=m.recipient),
-        )
+        wrapped = self.tracking.wrap(html, options, base, Recipient(value=m.recipient))
         message = EmailMessage()
         message["From"] = sender
         message["To"] = m.recipient
         message["Subject"] = subject
-        message["Date"] = formatdate(self.clock.now().timestamp(), usegmt=True)
+        message["Date"] = formatdate(now.timestamp(), usegmt=True)
         message["Message-ID"] = m.message_id
         if self.settings.reply_domain:
             message["Reply-To"] = f"reply+{m.reply_token}@{self.settings.reply_domain}"

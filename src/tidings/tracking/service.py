@@ -285,8 +285,14 @@ class TrackingService:
             "recipient_verified": not token.recipient_in_query,
             "ip_class": ip_class(fetch.client_ip),
         }
+        since = (
+            self.clock.now().timestamp() - token.sent_at if token.sent_at is not None else None
+        )
         verdict = self.classifier.classify(
-            fetch.user_agent, fetch.client_ip, fetch="open" if event == EMAIL_OPENED else "click"
+            fetch.user_agent,
+            fetch.client_ip,
+            seconds_since_delivery=since,
+            fetch="open" if event == EMAIL_OPENED else "click",
         )
         if verdict.machine:
             flag = "machine_open" if event == EMAIL_OPENED else "machine_click"

@@ -46,6 +46,7 @@ _KEYS = {
     "utm_content": "uc",
     "issued_at": "i",
     "expires_at": "x",
+    "sent_at": "d",
 }
 _FIELDS = {v: k for k, v in _KEYS.items()}
 _KINDS = {"o": "open", "c": "click", "u": "unsubscribe"}
@@ -73,6 +74,10 @@ class TrackingToken:
     utm_content: str | None = None
     issued_at: int = 0  # epoch seconds
     expires_at: int | None = field(default=None)  # epoch seconds
+    #: When tidings handed this email to its SMTP relay (epoch seconds), on the emails it sends
+    #: itself; unknown (None) for emails an ESP sends. A click or open within
+    #: ``scanner_click_window_s`` of it is a scanner's.
+    sent_at: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "click" and not self.target:
@@ -125,7 +130,7 @@ def decode(text: str, signer: Signer) -> TrackingToken:
     for name in ("utm_source", "utm_content"):
         if not isinstance(values.get(name, ""), str):
             raise _malformed(f"{name} is not a string")
-    for name in ("merge_slots", "issued_at", "expires_at"):
+    for name in ("merge_slots", "issued_at", "expires_at", "sent_at"):
         value = values.get(name, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise _malformed(f"{name} is not a whole number")

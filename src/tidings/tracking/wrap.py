@@ -79,6 +79,7 @@ class Campaign:
     utm_source: str | None = None
     issued_at: int = 0
     expires_at: int | None = None
+    sent_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,9 @@ class WrapOptions:
     utm_source: str | None = None
     skip_unsubscribe: bool = True
     add_pixel: bool = True
+    #: Epoch seconds at which tidings itself sends this email (its campaigns do); signed into
+    #: every link so a click seconds later is recognised as a scanner's.
+    sent_at: int | None = None
 
 
 def campaign_of(options: WrapOptions, now: datetime, max_age_days: int | None) -> Campaign:
@@ -104,6 +108,7 @@ def campaign_of(options: WrapOptions, now: datetime, max_age_days: int | None) -
         utm_source=options.utm_source,
         issued_at=int(now.timestamp()),
         expires_at=int((now + timedelta(days=max_age_days)).timestamp()) if max_age_days else None,
+        sent_at=options.sent_at,
     )
 
 
@@ -267,6 +272,7 @@ def wrap_html(
                 utm_source=campaign.utm_source,
                 issued_at=campaign.issued_at,
                 expires_at=campaign.expires_at,
+                sent_at=campaign.sent_at,
                 **more,  # type: ignore[arg-type]
             ),
             signer,
