@@ -50,6 +50,7 @@ from tidings.core.clock import Clock, SystemClock
 from tidings.core.db import Database
 from tidings.core.deps import Container, container_of
 from tidings.core.errors import TidingsError, error_response
+from tidings.core.schemas import ErrorResponse
 from tidings.core.settings import Settings
 from tidings.core.signing import secret_key
 from tidings.demo import router as demo_router
@@ -233,8 +234,29 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(doc.pop("$defs", {}))
         components[model.__name__] = doc
+    _document_unparsable_bodies(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _document_unparsable_bodies(schema: dict[str, Any]) -> None:
+    """Every operation that reads a JSON body answers 400 when the body is not JSON (FastAPI
+    does, before the route runs); document it where the route did not say so itself."""
+    components = schema["components"]["schemas"]
+    components.setdefault("ErrorResponse", ErrorResponse.model_json_schema())
+    not_json = {
+        "description": "A body that is not JSON",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            body = (
+                operation.get("requestBody", {}).get("content", {})
+                if isinstance(operation, dict)
+                else {}
+            )
+            if "application/json" in body:
+                operation.setdefault("responses", {}).setdefault("400", not_json)
 
 
 def _mount(app: FastAPI, router: APIRouter) -> None:
