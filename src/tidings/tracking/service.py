@@ -285,9 +285,7 @@ class TrackingService:
             "recipient_verified": not token.recipient_in_query,
             "ip_class": ip_class(fetch.client_ip),
         }
-        since = (
-            self.clock.now().timestamp() - token.sent_at if token.sent_at is not None else None
-        )
+        since = self.clock.now().timestamp() - token.sent_at if token.sent_at is not None else None
         verdict = self.classifier.classify(
             fetch.user_agent,
             fetch.client_ip,
