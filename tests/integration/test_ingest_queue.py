@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -127,3 +129,30 @@ def test_submit_after_stop_is_refused(database: Database) -> None:
             await queue.submit([row(1)])
 
     asyncio.run(scenario())
+
+
+def test_two_writers_on_one_sqlite_file_take_turns_without_busy_errors(tmp_path: Path) -> None:
+    """Two server processes on one file: the second waits on the writers' lock for as long as
+    the first writes (far past SQLite's busy timeout) and commits the moment it is released."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = Database.from_url(url, busy_timeout_ms=50)
+    second = Database.from_url(url, busy_timeout_ms=50)
+    migrate.upgrade(first.engine)
+    store = CollectStore(second.engine)
+    try:
+        with first.writers_lock(), first.engine.begin() as conn:
+            CollectStore(first.engine).append_in(conn, [row(1)])
+
+            async def write_second() -> None:
+                await second.run_write(store.append_groups, [[row(2)]], [])
+
+            waiter = threading.Thread(target=asyncio.run, args=(write_second(),))
+            waiter.start()
+            waiter.join(timeout=0.5)  # ten busy timeouts: the second writer is still waiting
+            assert waiter.is_alive()
+        waiter.join(timeout=10)
+        assert not waiter.is_alive()
+        assert count(first) == 2
+    finally:
+        first.close()
+        second.close()
