@@ -47,6 +47,10 @@ DEJAVU := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 $(DEJAVU):
 	$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q fonts-dejavu-core
 
+# The benchmarks' load generator.
+/usr/bin/wrk:
+	command -v wrk >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk)
+
 test-deps: $(VENV)/.test-installed /usr/bin/chromium $(ANALYTICS_NEXT) $(DEJAVU)
 
 lint: $(VENV)/.test-installed
@@ -62,7 +66,7 @@ pytest: test-deps
 ## make test: everything CI runs: lint, format, types, the whole suite (SQLite and PostgreSQL).
 test: lint typecheck pytest
 
-bench-collect: $(VENV)/.test-installed
+bench-collect: $(VENV)/.test-installed /usr/bin/wrk
 	$(PY) benchmarks/bench_collect.py
 
 ## make bench-pipeline: 1M simulated events through identities and profiles (SQLite, PostgreSQL).
@@ -70,7 +74,7 @@ bench-pipeline: $(VENV)/.test-installed
 	$(PY) benchmarks/bench_pipeline.py $(ARGS)
 
 ## make bench-render: opens of /i/{block}.png for 10,000 profiles, against a static PNG and bare compose.
-bench-render: $(VENV)/.test-installed $(DEJAVU)
+bench-render: $(VENV)/.test-installed $(DEJAVU) /usr/bin/wrk
 	$(PY) benchmarks/bench_render.py $(ARGS)
 
 clean:
