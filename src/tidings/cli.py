@@ -234,7 +234,7 @@ def worker(
             status = container.pipeline.stats.snapshot()
             console.print(
                 f"applied {applied:,} · {status['events_per_s']:,.0f} events/s · "
-                f"lag p99 {status['lag_ms']['p99']} ms",
+                f"oldest event's delay {status['last_batch_lag_ms']} ms",
                 highlight=False,
             )
 

@@ -201,3 +201,32 @@ def test_killing_the_worker_mid_log_loses_and_repeats_nothing(db_url: str, tmp_p
         assert got[name] == expected[name], name
     assert len(expected["profiles"]) > PEOPLE // 2
     assert expected["merges"], "the stream should merge devices into users"
+
+
+def test_a_standing_worker_applies_the_log_without_a_failed_batch(db_url: str) -> None:
+    """``tidings worker`` (no ``--once``) reports each batch and never fails one: a failure is
+    retried after a second's pause, which would hold every batch back by that second."""
+    messages = shop_events(seed=3)
+    load(db_url, messages)
+    env = {**os.environ, "TIDINGS_DATABASE_URL": db_url, "TIDINGS_PIPELINE_BATCH_EVENTS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tidings", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, head = position(db_url)
+            if done == head:
+                break
+            assert proc.poll() is None
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert done == head, "the worker did not catch up within a minute"
+    assert proc.returncode == 0, err.decode()
+    assert "failed" not in err.decode(), err.decode()
+    assert f"applied {len(messages):,}" in out.decode()

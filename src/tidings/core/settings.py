@@ -102,7 +102,15 @@ class Settings(BaseSettings):
     pipeline_batch_events: int = Field(
         default=5000, ge=1, description="Most events the pipeline applies in one transaction"
     )
-    pipeline_poll_s: float = 0.25
+    pipeline_poll_s: float = Field(
+        default=0.05,
+        gt=0,
+        le=60,
+        description=(
+            "How often an idle pipeline looks for new events (a `tidings worker` cannot be "
+            "woken by the server's commits; the in-process pipeline is); it bounds the delay"
+        ),
+    )
     pipeline_state_cache: int = Field(
         default=100_000,
         ge=0,

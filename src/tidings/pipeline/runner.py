@@ -76,6 +76,8 @@ class Stats:
         self.errors = 0
         self.last_error: str | None = None
         self.last_batch_ms: int | None = None
+        #: Receipt to commit of the oldest event of the last batch (the worst delay in it).
+        self.last_lag_ms: int | None = None
         self._rate: deque[tuple[float, int]] = deque(maxlen=120)
 
     def record(self, plan: Plan, committed_ms: int) -> None:
@@ -83,6 +85,8 @@ class Stats:
             self.applied += plan.size
             self.batches += 1
             self.last_batch_ms = committed_ms
+            if plan.received_at:
+                self.last_lag_ms = committed_ms - min(plan.received_at)
             self._rate.append((time.monotonic(), plan.size))
 
     def failed(self, error: BaseException) -> None:
@@ -103,6 +107,7 @@ class Stats:
             "errors": self.errors,
             "last_error": self.last_error,
             "events_per_s": round(rate, 1),
+            "last_batch_lag_ms": self.last_lag_ms,
         }
 
 
@@ -147,7 +152,7 @@ class Pipeline:
             return BatchResult(0, self._position or 0)
         cursor, plan = prepared
         try:
-            self._commit(cursor, plan)
+            self._commit_locked(cursor, plan)
         except BaseException:
             self._failed()
             raise
@@ -177,7 +182,7 @@ class Pipeline:
                     if prepared is None:
                         return total
                 cursor, plan = prepared
-                pending = committer.submit(self._commit, cursor, plan)
+                pending = committer.submit(self._commit_locked, cursor, plan)
                 following: tuple[Cursor, Plan] | None = None
                 failed: BaseException | None = None
                 try:
@@ -214,6 +219,14 @@ class Pipeline:
             if not batch:
                 return None
             return cursor, self.projector.prepare(batch)
+
+    def _commit_locked(self, cursor: Cursor, plan: Plan) -> None:
+        """:meth:`_commit` holding the writers' lock, as ``Database.run_write`` does: a
+        ``tidings worker`` beside the server takes turns with its ingest commits instead of
+        polling in SQLite's busy handler (sleeps of up to 100 ms, a second per batch under
+        steady ingest)."""
+        with self.db.writers_lock():
+            self._commit(cursor, plan)
 
     def _commit(self, cursor: Cursor, plan: Plan) -> None:
         """Write the plan and advance the cursor in one transaction (the caller resets the
