@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         default=True, description="Run the pipeline inside `tidings serve` (else: `tidings worker`)"
     )
     pipeline_batch_events: int = Field(
-        default=5000, ge=1, description="Most events the pipeline applies in one transaction"
+        default=10_000, ge=1, description="Most events the pipeline applies in one transaction"
     )
     pipeline_poll_s: float = Field(
         default=0.05,
