@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -110,6 +111,7 @@ class ServerProcess:
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill() reaches --workers' children
         )
         if not isinstance(out, int):
             out.close()  # the child holds its own descriptor
@@ -127,9 +129,11 @@ class ServerProcess:
         raise RuntimeError(f"tidings serve did not become healthy within {timeout} s")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown hook runs, as in a crash."""
+        """SIGKILL to every process of the server (with ``--workers N``, the supervisor and
+        its workers): no shutdown hook runs, as in a crash."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self) -> None:

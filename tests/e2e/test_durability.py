@@ -138,11 +138,15 @@ def database(db_url: str) -> tuple[str, Credentials]:
     return db_url, prepare_database(db_url)
 
 
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-processes"])
 def test_sigkill_loses_no_acknowledged_event_and_retries_do_not_duplicate(
-    database: tuple[str, Credentials], tmp_path: Path
+    database: tuple[str, Credentials], tmp_path: Path, processes: int
 ) -> None:
+    """With two server processes (``--workers 2``) both commit to the same database, taking
+    turns through the writers' lock on SQLite; every process is killed at once."""
     url, creds = database
-    server = ServerProcess(url, log_path=tmp_path / "server-1.log").start()
+    args = ["--workers", str(processes)] if processes > 1 else []
+    server = ServerProcess(url, log_path=tmp_path / "server-1.log", args=args).start()
     load = Load()
     threads = [
         threading.Thread(target=_drive, args=(server.url, creds, w, load), daemon=True)
