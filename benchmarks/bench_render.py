@@ -76,6 +76,7 @@ GOAL_DISTINCT_RPS = 300.0
 GOAL_FLOOR_RATIO = 0.5
 TILES_PER_GRID = 6  # the block's layout: 3 columns × 2 rows
 IMAGE_MEMORY = 1024 * 1024 * 1024  # every product's tile in memory: a shop's hot images
+TILE_MEMORY = 512 * 1024 * 1024  # and every product's quantised tile (~50 KB each), likewise
 
 console = Console(width=max(120, Console().width))
 
@@ -382,7 +383,9 @@ def floor(url: str, settings: Settings, recipients: list[int], opts: Options) ->
     try:
         app = container.content.blocks.list()[0].main.app
         images = ImageCache(settings)
-        caches = RenderCaches(container.content.caches.fonts)
+        caches = RenderCaches(
+            container.content.caches.fonts, tile_bytes=settings.content_tile_cache_bytes
+        )
         layout: Layout = app.config.layout  # type: ignore[attr-defined]
         work: list[list[Tile]] = []
         now = datetime.now(UTC)
@@ -444,6 +447,7 @@ def run(opts: Options) -> bool:
         "TIDINGS_PUBLIC_URL": base,
         "TIDINGS_IMAGES_ALLOW_PRIVATE": "true",
         "TIDINGS_IMAGES_MEMORY_BYTES": str(IMAGE_MEMORY),
+        "TIDINGS_CONTENT_TILE_CACHE_BYTES": str(TILE_MEMORY),
         "TIDINGS_LOG_LEVEL": "warning",
         # Nothing new to apply: the cores go to the opens.
         "TIDINGS_PIPELINE_IN_PROCESS": "false",
@@ -455,6 +459,7 @@ def run(opts: Options) -> bool:
         public_url=base,
         images_allow_private=True,
         images_memory_bytes=IMAGE_MEMORY,
+        content_tile_cache_bytes=TILE_MEMORY,
     )
     try:
         console.print("[bold]seeding[/] …")
