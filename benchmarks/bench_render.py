@@ -53,6 +53,7 @@ from sqlalchemy import text
 
 from tidings.app import build_container
 from tidings.catalog.images import ImageCache
+from tidings.content.ports import RenderImages
 from tidings.content.render import RenderCaches, RenderContext, Tile, compose
 from tidings.content.render.fonts import Fonts
 from tidings.content.render.layout import Layout
@@ -382,7 +383,9 @@ def floor(url: str, settings: Settings, recipients: list[int], opts: Options) ->
     container = build_container(settings)
     try:
         app = container.content.blocks.list()[0].main.app
-        images = ImageCache(settings)
+        # As the server reads them: the cache's own objects, not a copy per call (a copy is a
+        # new image each time, so its kept tile could never be used).
+        images = RenderImages(ImageCache(settings))
         caches = RenderCaches(
             container.content.caches.fonts, tile_bytes=settings.content_tile_cache_bytes
         )

@@ -1,5 +1,5 @@
 """What renders share across requests in one process: loaded fonts, formatted prices, fitted
-lines of text, countdown animations and headline images.
+lines of text, products' quantised tiles, countdown animations and headline images.
 
 One :class:`RenderCaches` is made per process (or per test) and handed to every render through
 its :class:`~tidings.content.render.context.RenderContext`; nothing is cached in module globals.
@@ -93,7 +93,7 @@ class Lru(Generic[K, V]):
 
 
 GRID_BYTES = 32 * 1024 * 1024
-TILE_BYTES = 32 * 1024 * 1024
+TILE_BYTES = 64 * 1024 * 1024
 
 
 def _grid_bytes(rendered: Rendered) -> int:
@@ -148,7 +148,8 @@ class RenderCaches:
         # ("tile", layout, geometry, tile, locale, colours, image) -> the product's tile drawn
         # and quantised (a palette of its own), which grids assemble; ("title", …) and
         # ("footer", …) -> the strips above and under a grid. Bounded by their pixels' bytes
-        # (one byte each: a 600 px grid's tile is 190 x 260 px, about 50 KB).
+        # (one byte each: a tile of a 600 px, 3-column grid is 189 x 252 px with its margin,
+        # 48 KB; 190 KB at scale 2), so the default 64 MB holds about 1,300 tiles.
         self.tiles: Lru[tuple[Any, ...], Piece] = Lru(
             100_000, weigh=_piece_bytes, max_weight=tile_bytes
         )

@@ -6,9 +6,14 @@ work, which the render benchmark measures on its own. Apps (:mod:`.products`) de
 show and call it.
 
 The work per image is kept small: product images come pre-sized from :class:`~.ports.Images`
-and are pasted (no resampling here), fonts come from the caches, every line of text is set
-once and then pasted from the caches, the canvas is one RGB image, and the encoder quantises
-once.
+and are pasted (no resampling here), fonts come from the caches, and every line of text is set
+once and then pasted from the caches. A PNG grid is assembled from pieces (:mod:`.pieces`):
+each product's tile (image, name, price, button) is drawn and quantised on its own, once, and
+kept in ``caches.tiles`` for every grid of the layout that shows that product, in both modes
+of :func:`compose` (it is part of the normal work, like the cached text); the grid is those
+pieces pasted on an index canvas, then deflated. A JPEG grid, or a PNG whose tiles would
+get fewer than :data:`MIN_TILE_COLOURS` colours of their own (a small ``colors``, many
+tiles), is drawn on one RGB canvas and encoded whole.
 """
 
 from __future__ import annotations
@@ -254,7 +259,9 @@ def compose(
     With ``reuse``, a grid showing exactly what an earlier one showed (same layout, products,
     images, locale and footer) is that one, from ``caches.grids``: many people see the same
     recommendations, and re-opens show the same products. Without it (the default) every call
-    draws and encodes: the bare work, which the render benchmark measures as its floor."""
+    assembles and encodes: the bare work, which the render benchmark measures as its floor
+    (products' tiles already drawn and quantised are taken from ``caches.tiles`` either way;
+    see the module)."""
     caption, remaining = _peek_caption(tiles)
     full = grid(layout, caches.fonts, caption=caption, footer=footer is not None)
     picked = _pick(layout, remaining, images, full)
