@@ -120,18 +120,28 @@ def piece(
         lut = [0] * 256
         lut[:count] = range(text.size, text.size + count)
         photo_indices = indexed.point(lut, "L")
-        background = Image.new("RGB", shot.size, text.colours[0])
-        distance = ImageChops.difference(shot, background).split()
-        off = ImageChops.lighter(ImageChops.lighter(distance[0], distance[1]), distance[2])
-        is_background = off.point(_ZERO_ONLY)
-        if is_background.getbbox() is not None:
-            own = _without_background(shot, indexed, is_background, own)
-            photo_indices.paste(0, None, is_background)
+        if _may_hold(shot, text.colours[0]):
+            background = Image.new("RGB", shot.size, text.colours[0])
+            distance = ImageChops.difference(shot, background).split()
+            off = ImageChops.lighter(ImageChops.lighter(distance[0], distance[1]), distance[2])
+            is_background = off.point(_ZERO_ONLY)
+            if is_background.getbbox() is not None:
+                own = _without_background(shot, indexed, is_background, own)
+                photo_indices.paste(0, None, is_background)
     indices = canvas.quantize(palette=text.image, dither=Image.Dither.NONE).point(_IDENTITY, "L")
     if photo is not None and photo_indices is not None:
         indices.paste(photo_indices, photo[:2])
     ref = weakref.ref(source) if source is not None else None
     return Piece(indices, own, ref)
+
+
+def _may_hold(image: Image.Image, colour: Colour) -> bool:
+    """Whether ``image`` may have pixels of ``colour``: each channel's range holds it (a
+    quick test that spares most product shots on a coloured backdrop the exact one)."""
+    for band, value in zip(image.getextrema(), colour, strict=True):
+        if isinstance(band, tuple) and not band[0] <= value <= band[1]:
+            return False
+    return True
 
 
 def _without_background(
