@@ -53,6 +53,7 @@ from sqlalchemy import text
 
 from tidings.app import build_container
 from tidings.catalog.images import ImageCache
+from tidings.content.ports import RenderImages
 from tidings.content.render import RenderCaches, RenderContext, Tile, compose
 from tidings.content.render.fonts import Fonts
 from tidings.content.render.layout import Layout
@@ -76,6 +77,7 @@ GOAL_DISTINCT_RPS = 300.0
 GOAL_FLOOR_RATIO = 0.5
 TILES_PER_GRID = 6  # the block's layout: 3 columns × 2 rows
 IMAGE_MEMORY = 1024 * 1024 * 1024  # every product's tile in memory: a shop's hot images
+TILE_MEMORY = 512 * 1024 * 1024  # and every product's quantised tile (~50 KB each), likewise
 
 console = Console(width=max(120, Console().width))
 
@@ -381,8 +383,12 @@ def floor(url: str, settings: Settings, recipients: list[int], opts: Options) ->
     container = build_container(settings)
     try:
         app = container.content.blocks.list()[0].main.app
-        images = ImageCache(settings)
-        caches = RenderCaches(container.content.caches.fonts)
+        # As the server reads them: the cache's own objects, not a copy per call (a copy is a
+        # new image each time, so its kept tile could never be used).
+        images = RenderImages(ImageCache(settings))
+        caches = RenderCaches(
+            container.content.caches.fonts, tile_bytes=settings.content_tile_cache_bytes
+        )
         layout: Layout = app.config.layout  # type: ignore[attr-defined]
         work: list[list[Tile]] = []
         now = datetime.now(UTC)
@@ -444,6 +450,7 @@ def run(opts: Options) -> bool:
         "TIDINGS_PUBLIC_URL": base,
         "TIDINGS_IMAGES_ALLOW_PRIVATE": "true",
         "TIDINGS_IMAGES_MEMORY_BYTES": str(IMAGE_MEMORY),
+        "TIDINGS_CONTENT_TILE_CACHE_BYTES": str(TILE_MEMORY),
         "TIDINGS_LOG_LEVEL": "warning",
         # Nothing new to apply: the cores go to the opens.
         "TIDINGS_PIPELINE_IN_PROCESS": "false",
@@ -455,6 +462,7 @@ def run(opts: Options) -> bool:
         public_url=base,
         images_allow_private=True,
         images_memory_bytes=IMAGE_MEMORY,
+        content_tile_cache_bytes=TILE_MEMORY,
     )
     try:
         console.print("[bold]seeding[/] …")

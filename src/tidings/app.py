@@ -152,7 +152,10 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         views,
         RenderCatalog(catalog),
         images,
-        RenderCaches(grid_bytes=settings.content_grid_cache_bytes),
+        RenderCaches(
+            grid_bytes=settings.content_grid_cache_bytes,
+            tile_bytes=settings.content_tile_cache_bytes,
+        ),
         clock,
         settings,
     )

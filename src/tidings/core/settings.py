@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Encoded product grids kept for re-opens and identical content (bytes)",
     )
+    content_tile_cache_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Product tiles drawn and quantised, kept for the grids that show them "
+        "(bytes; about 50 KB a tile of a 600 px, 3-column grid)",
+    )
     content_country_header: str | None = Field(
         default=None,
         description="Request header a trusted proxy or CDN sets to the opener's country "

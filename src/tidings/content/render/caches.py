@@ -1,5 +1,5 @@
 """What renders share across requests in one process: loaded fonts, formatted prices, fitted
-lines of text, countdown animations and headline images.
+lines of text, products' quantised tiles, countdown animations and headline images.
 
 One :class:`RenderCaches` is made per process (or per test) and handed to every render through
 its :class:`~tidings.content.render.context.RenderContext`; nothing is cached in module globals.
@@ -18,6 +18,7 @@ from .money import Prices
 from .rendered import Rendered
 
 if TYPE_CHECKING:
+    from .pieces import Piece, TextPalette
     from .typesetting import Stamp
 
 K = TypeVar("K", bound=Hashable)
@@ -92,10 +93,15 @@ class Lru(Generic[K, V]):
 
 
 GRID_BYTES = 32 * 1024 * 1024
+TILE_BYTES = 64 * 1024 * 1024
 
 
 def _grid_bytes(rendered: Rendered) -> int:
     return len(rendered.data) + 512  # the bytes, and about what the slots and key hold
+
+
+def _piece_bytes(piece: Piece) -> int:
+    return piece.weight
 
 
 class RenderCaches:
@@ -107,9 +113,11 @@ class RenderCaches:
         "fonts",
         "grids",
         "lines",
+        "palettes",
         "prices",
         "stamps",
         "texts",
+        "tiles",
     )
 
     def __init__(
@@ -118,6 +126,7 @@ class RenderCaches:
         *,
         prices: Prices | None = None,
         grid_bytes: int = GRID_BYTES,
+        tile_bytes: int = TILE_BYTES,
     ) -> None:
         self.fonts = fonts if fonts is not None else Fonts()
         self.prices = prices if prices is not None else Prices()
@@ -136,5 +145,15 @@ class RenderCaches:
         self.grids: Lru[tuple[Any, ...], Rendered] = Lru(
             100_000, weigh=_grid_bytes, max_weight=grid_bytes
         )
+        # ("tile", layout, geometry, tile, locale, colours, image) -> the product's tile drawn
+        # and quantised (a palette of its own), which grids assemble; ("title", …) and
+        # ("footer", …) -> the strips above and under a grid. Bounded by their pixels' bytes
+        # (one byte each: a tile of a 600 px, 3-column grid is 189 x 252 px with its margin,
+        # 48 KB; 190 KB at scale 2), so the default 64 MB holds about 1,300 tiles.
+        self.tiles: Lru[tuple[Any, ...], Piece] = Lru(
+            100_000, weigh=_piece_bytes, max_weight=tile_bytes
+        )
+        # layout -> the head of its grids' palettes: the background and the text's ramps
+        self.palettes: Lru[Any, TextPalette] = Lru(1_000)
         # (text, style) -> the encoded headline image
         self.texts: Lru[tuple[Any, ...], Rendered] = Lru(2_000)

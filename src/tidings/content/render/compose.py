@@ -6,15 +6,20 @@ work, which the render benchmark measures on its own. Apps (:mod:`.products`) de
 show and call it.
 
 The work per image is kept small: product images come pre-sized from :class:`~.ports.Images`
-and are pasted (no resampling here), fonts come from the caches, every line of text is set
-once and then pasted from the caches, the canvas is one RGB image, and the encoder quantises
-once.
+and are pasted (no resampling here), fonts come from the caches, and every line of text is set
+once and then pasted from the caches. A PNG grid is assembled from pieces (:mod:`.pieces`):
+each product's tile (image, name, price, button) is drawn and quantised on its own, once, and
+kept in ``caches.tiles`` for every grid of the layout that shows that product, in both modes
+of :func:`compose` (it is part of the normal work, like the cached text); the grid is those
+pieces pasted on an index canvas, then deflated. A JPEG grid, or a PNG whose tiles would
+get fewer than :data:`MIN_TILE_COLOURS` colours of their own (a small ``colors``, many
+tiles), is drawn on one RGB canvas and encoded whole.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any
 
@@ -25,6 +30,7 @@ from .encode import encode
 from .fonts import Font
 from .layout import Grid, Layout, grid, rgb
 from .money import normalize_currency, parse_amount
+from .pieces import Piece, TextPalette, assemble, piece, text_palette
 from .ports import Images
 from .rendered import Rendered, Slot
 from .typesetting import Stamp, ellipsize, stamp_cached, wrap_cached
@@ -106,15 +112,27 @@ def _pick(layout: Layout, tiles: Iterable[Tile], images: Images, grid_: Grid) ->
 class _Painter:
     """Draws tiles for one layout onto one canvas; every line of text is a cached stamp."""
 
-    __slots__ = ("caches", "canvas", "grid", "layout", "locale", "s")
+    __slots__ = ("caches", "canvas", "dy", "grid", "layout", "locale", "s")
 
-    def __init__(self, layout: Layout, grid_: Grid, caches: RenderCaches, locale: str) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        grid_: Grid,
+        caches: RenderCaches,
+        locale: str,
+        size: tuple[int, int] | None = None,
+        dy: int = 0,
+    ) -> None:
+        """A canvas of ``size`` (default: the whole grid's); the title and footer are drawn
+        ``dy`` pixels higher than the grid places them (on a canvas of a strip of it)."""
         self.layout = layout
         self.grid = grid_
         self.caches = caches
         self.locale = locale
         self.s = layout.scale
-        self.canvas = Image.new("RGB", (grid_.width, grid_.height), rgb(layout.background))
+        self.dy = dy
+        size = size or (grid_.width, grid_.height)
+        self.canvas = Image.new("RGB", size, rgb(layout.background))
 
     def font(self, size: int, *, bold: bool = False) -> Font:
         return self.caches.fonts.get(self.layout.font_family, size * self.s, bold=bold)
@@ -136,13 +154,15 @@ class _Painter:
         pad = self.layout.padding * self.s
         font = self.font(self.layout.title_size, bold=True)
         inner = self.grid.width - 2 * pad
-        self.line(text, font, self.layout.title_color, pad, inner, self.grid.title_top)
+        top = self.grid.title_top - self.dy
+        self.line(text, font, self.layout.title_color, pad, inner, top)
 
     def footer(self, text: str) -> None:
         pad = self.layout.padding * self.s
         font = self.font(self.layout.price_size, bold=True)
         inner = self.grid.width - 2 * pad
-        self.line(text, font, self.layout.price_color, pad, inner, self.grid.footer_top)
+        top = self.grid.footer_top - self.dy
+        self.line(text, font, self.layout.price_color, pad, inner, top)
 
     def tile(self, tile: Tile, image: Image.Image | None, x: int, y: int) -> None:
         layout, g = self.layout, self.grid
@@ -239,7 +259,9 @@ def compose(
     With ``reuse``, a grid showing exactly what an earlier one showed (same layout, products,
     images, locale and footer) is that one, from ``caches.grids``: many people see the same
     recommendations, and re-opens show the same products. Without it (the default) every call
-    draws and encodes: the bare work, which the render benchmark measures as its floor."""
+    assembles and encodes: the bare work, which the render benchmark measures as its floor
+    (products' tiles already drawn and quantised are taken from ``caches.tiles`` either way;
+    see the module)."""
     caption, remaining = _peek_caption(tiles)
     full = grid(layout, caches.fonts, caption=caption, footer=footer is not None)
     picked = _pick(layout, remaining, images, full)
@@ -275,19 +297,166 @@ def _draw_grid(
         rows = -(-len(picked) // layout.columns)
         if rows < layout.rows:
             g = grid(layout, caches.fonts, rows=rows, caption=caption, footer=footer is not None)
-    painter = _Painter(layout, g, caches, locale)
-    if layout.title:
-        painter.title(layout.title)
-    slots: list[Slot] = []
     s = layout.scale
-    for index, (tile, image) in enumerate(picked):
-        x, y = g.tile_origin(index, layout.columns, len(picked), centre=layout.align == "center")
-        painter.tile(tile, image, x, y)
-        box = (x // s, y // s, g.tile_width // s, g.tile_height // s)
-        slots.append(Slot(index, tile.url, tile.product_id, tile.name or None, box))
+    centre = layout.align == "center"
+    origins = [
+        g.tile_origin(i, layout.columns, len(picked), centre=centre) for i in range(len(picked))
+    ]
+    slots = tuple(
+        Slot(
+            index,
+            tile.url,
+            tile.product_id,
+            tile.name or None,
+            (x // s, y // s, g.tile_width // s, g.tile_height // s),
+        )
+        for index, ((tile, _), (x, y)) in enumerate(zip(picked, origins, strict=True))
+    )
+    text = _text_palette(layout, caches)
+    colours = _tile_colours(layout, text)
+    if colours is None:  # a JPEG, or too many tiles to share a palette: one canvas
+        painter = _Painter(layout, g, caches, locale)
+        if layout.title:
+            painter.title(layout.title)
+        for (tile, image), (x, y) in zip(picked, origins, strict=True):
+            painter.tile(tile, image, x, y)
+        if footer is not None:
+            painter.footer(footer)
+        return _encoded(layout, painter.canvas, slots)
+    placed: list[tuple[Piece, tuple[int, int]]] = []
+    if layout.title:
+        placed.append((_title_piece(layout, g, caches, locale, text), (0, 0)))
+    margin = _margin(g)
+    for (tile, image), (x, y) in zip(picked, origins, strict=True):
+        cell = _tile_piece(layout, g, caches, locale, text, tile, image, colours)
+        placed.append((cell, (x - margin, y - margin)))
     if footer is not None:
+        top = _footer_top(g)
+        placed.append((_footer_piece(layout, g, caches, locale, text, footer), (0, top)))
+    canvas = assemble((g.width, g.height), text, placed)
+    return _encoded(layout, canvas, slots)
+
+
+MIN_TILE_COLOURS = 24
+"""The fewest palette entries a tile's image may have of its own; a layout whose tiles would
+get fewer (a small ``colors``, many tiles) draws and quantises its whole canvas instead, as a
+JPEG layout does."""
+
+
+def _text_palette(layout: Layout, caches: RenderCaches) -> TextPalette:
+    """The background and the ramps of every colour text is drawn in, over what it is drawn
+    on: the head of each of the layout's palettes."""
+    background = rgb(layout.background)
+
+    def make() -> TextPalette:
+        inks = [
+            (rgb(colour), background)
+            for colour in (
+                layout.title_color,
+                layout.text_color,
+                layout.price_color,
+                layout.sale_color,
+                layout.original_price_color,
+            )
+        ]
+        if layout.button_text:
+            inks.append((rgb(layout.button_text_color), rgb(layout.button_color)))
+        return text_palette(background, inks)
+
+    return caches.palettes.get_or_make(layout, make)
+
+
+def _tile_colours(layout: Layout, text: TextPalette) -> int | None:
+    """How many palette entries each tile's image gets of its own, or ``None`` when the
+    layout is drawn on one canvas: every tile the same share of the layout's ``colors``,
+    after the text palette."""
+    if layout.format != "png":
+        return None
+    colours = (layout.colors - text.size) // layout.capacity
+    return colours if colours >= MIN_TILE_COLOURS else None
+
+
+def _margin(g: Grid) -> int:
+    """Room around a tile's piece for glyphs that reach past the tile (at most half the gap,
+    so that neighbours' pieces do not overlap)."""
+    return min(g.gap // 2, 4 * g.scale)
+
+
+def _footer_top(g: Grid) -> int:
+    return g.footer_top - 10 * g.scale  # where the grid ends (see :func:`.layout.grid`)
+
+
+def _exact(layout: Layout) -> list[tuple[int, int, int]]:
+    """The colours a PNG keeps exactly: the background first, then the text's."""
+    return [
+        rgb(colour)
+        for colour in (
+            layout.background,
+            layout.text_color,
+            layout.title_color,
+            layout.price_color,
+            layout.sale_color,
+        )
+    ]
+
+
+def _tile_piece(
+    layout: Layout,
+    g: Grid,
+    caches: RenderCaches,
+    locale: str,
+    text: TextPalette,
+    tile: Tile,
+    image: Image.Image | None,
+    colours: int,
+) -> Piece:
+    """``tile`` drawn (image, name, price, caption, button) with a margin around it and
+    quantised on its own: kept in ``caches.tiles``, since a product looks the same in every
+    grid of the layout that shows it."""
+    margin = _margin(g)
+    geometry = (g.scale, g.tile_width, g.tile_height, g.image_height, g.name_top, g.name_line,
+                g.price_top, g.caption_top, g.button_top, g.button_height, g.gap)  # fmt: skip
+    key = ("tile", layout, geometry, tile, locale, colours, None if image is None else id(image))
+    found = caches.tiles.get(key)
+    if found is not None and found.drawn_from(image):
+        return found
+    size = (g.tile_width + 2 * margin, g.tile_height + 2 * margin)
+    painter = _Painter(layout, g, caches, locale, size)
+    painter.tile(tile, image, margin, margin)
+    photo = (margin, margin, margin + g.tile_width, margin + g.image_height)
+    made = piece(painter.canvas, text, photo, colours, source=image)
+    caches.tiles.put(key, made)
+    return made
+
+
+def _title_piece(
+    layout: Layout, g: Grid, caches: RenderCaches, locale: str, text: TextPalette
+) -> Piece:
+    """The strip above the grid with the layout's title, kept in ``caches.tiles``."""
+    key = ("title", layout, g.width, g.top)
+    found = caches.tiles.get(key)
+    if found is None:
+        painter = _Painter(layout, g, caches, locale, (g.width, g.top))
+        painter.title(layout.title or "")
+        found = piece(painter.canvas, text)
+        caches.tiles.put(key, found)
+    return found
+
+
+def _footer_piece(
+    layout: Layout, g: Grid, caches: RenderCaches, locale: str, text: TextPalette, footer: str
+) -> Piece:
+    """The strip under the grid with ``footer``, kept in ``caches.tiles`` (a cart's total
+    comes back in other carts)."""
+    top = _footer_top(g)
+    key = ("footer", layout, g.width, g.height - top, g.footer_top - top, footer)
+    found = caches.tiles.get(key)
+    if found is None:
+        painter = _Painter(layout, g, caches, locale, (g.width, g.height - top), dy=top)
         painter.footer(footer)
-    return _encoded(layout, painter.canvas, tuple(slots))
+        found = piece(painter.canvas, text)
+        caches.tiles.put(key, found)
+    return found
 
 
 def compose_slot(
@@ -316,17 +485,11 @@ def compose_slot(
         }
     )
     g = grid(single, caches.fonts, caption=caption)
-    painter = _Painter(single, g, caches, locale)
     tile, image = picked[index]
     if image is not None and image.size != (g.tile_width, g.image_height):
         image = ImageOps.fit(image, (g.tile_width, g.image_height))
-    x, y = g.tile_origin(0, 1, 1)
-    painter.tile(tile, image, x, y)
-    s = layout.scale
-    box = (x // s, y // s, g.tile_width // s, g.tile_height // s)
-    return _encoded(
-        single, painter.canvas, (Slot(index, tile.url, tile.product_id, tile.name or None, box),)
-    )
+    rendered = _draw_grid(single, [(tile, image)], g, caches, locale, None, caption)
+    return replace(rendered, slots=(replace(rendered.slots[0], index=index),))
 
 
 def _encoded(layout: Layout, canvas: Image.Image, slots: tuple[Slot, ...]) -> Rendered:
@@ -336,16 +499,7 @@ def _encoded(layout: Layout, canvas: Image.Image, slots: tuple[Slot, ...]) -> Re
         quality=layout.quality,
         colors=layout.colors,
         max_bytes=layout.max_bytes,
-        exact=[
-            rgb(colour)
-            for colour in (
-                layout.background,
-                layout.text_color,
-                layout.title_color,
-                layout.price_color,
-                layout.sale_color,
-            )
-        ],
+        exact=_exact(layout),
     )
     return Rendered(data, content_type, canvas.width, canvas.height, slots, layout.scale)
 

@@ -73,8 +73,9 @@ def quantize(image: Image.Image, colors: int, exact: Sequence[Colour] = ()) -> I
 
 def encode_png(image: Image.Image, colors: int = 256, *, exact: Sequence[Colour] = ()) -> bytes:
     """``image`` as a palette PNG of at most ``colors`` colours (a ``P`` image keeps its palette
-    when ``colors`` is 256), the ``exact`` colours (background first) kept exactly."""
-    if image.mode == "P" and colors < 256:
+    when it has no more entries than that), the ``exact`` colours (background first) kept
+    exactly."""
+    if image.mode == "P" and len(image.getpalette() or ()) > 3 * colors:
         image = image.convert("RGB")
     if image.mode != "P":
         image = quantize(image, colors, exact)
