@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from tidings.content.recipients import ProfileView, ProfileViews, Recipient, read_recipient
 from tidings.core.clock import FrozenClock
 from tidings.testing import Credentials
 
@@ -467,3 +468,33 @@ def test_a_shopper_who_adds_to_cart_sees_their_cart_in_the_next_render(
     assert served == "render" and cart.format == "JPEG" and cart.width == 600
     url, _ = target(click(app_client, f"/c/{block_id}", u="ed@example.com"))
     assert url == "https://shop.example/p/SKU-4"
+
+
+def test_profile_views_are_kept_for_their_ttl_and_dropped_once_expired(
+    client: TestClient, creds: Credentials
+) -> None:
+    """Expired views go as new ones come, not when the cache is full: each holds a parsed
+    profile state, and a cache of dead ones slowed every full garbage collection."""
+    send(client, creds, *(identify(f"u{n}", f"p{n}@example.com") for n in range(30)))
+    apply(client)
+    now = [0.0]
+    views = ProfileViews(
+        client.app.state.container.profiles,  # type: ignore[attr-defined]
+        ttl_s=1.0,
+        monotonic=lambda: now[0],
+    )
+
+    def view(n: int) -> ProfileView | None:
+        recipient = read_recipient(f"p{n}@example.com")
+        assert isinstance(recipient, Recipient)
+        return views.get(recipient)
+
+    first = [view(n) for n in range(30)]
+    assert all(v is not None for v in first)
+    assert (views.misses, len(views._entries)) == (30, 30)
+    assert view(7) is first[7] and views.hits == 1  # within the TTL: the same view
+    now[0] = 1.5
+    fresh = view(30 - 1)
+    assert fresh is not None and fresh is not first[29]  # expired: read again
+    assert len(views._entries) == 1  # the 29 other expired views are gone
+    assert set(views._by_profile) == {fresh.profile_id}

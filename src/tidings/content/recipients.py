@@ -106,19 +106,34 @@ class ProfileViews:
             else None
         )
         if self.ttl_s > 0:
-            self._put(recipient.key, view, now + self.ttl_s)
+            self._put(recipient.key, view, now)
         return view
 
-    def _put(self, key: str, view: ProfileView | None, expires: float) -> None:
+    def _put(self, key: str, view: ProfileView | None, now: float) -> None:
+        """Keep ``view`` for the TTL; drop the oldest entries that expired (or exceed
+        ``max_entries``). Expired views are dropped at once rather than when the cache is
+        full: each holds a parsed profile state (hundreds of objects), and tens of thousands
+        of dead ones made every full garbage collection walk them (50–100 ms pauses, the
+        render benchmark's p99)."""
         with self._lock:
-            self._entries[key] = (expires, view)
+            self._entries[key] = (now + self.ttl_s, view)
             self._entries.move_to_end(key)
             if view is not None:
                 self._by_profile.setdefault(view.profile_id, set()).add(key)
-            while len(self._entries) > self.max_entries:
-                gone, (_, old) = self._entries.popitem(last=False)
+            # Entries are in order of their last use, not their expiry (a hit moves one to the
+            # end without renewing it), so an expired one may wait behind a live one for at
+            # most one TTL.
+            while self._entries:
+                oldest, (expires, old) = next(iter(self._entries.items()))
+                if expires > now and len(self._entries) <= self.max_entries:
+                    break
+                del self._entries[oldest]
                 if old is not None:
-                    self._by_profile.get(old.profile_id, set()).discard(gone)
+                    keys = self._by_profile.get(old.profile_id)
+                    if keys is not None:
+                        keys.discard(oldest)
+                        if not keys:
+                            del self._by_profile[old.profile_id]
 
     def changed(self, profile_ids: Collection[str]) -> None:
         """Profiles changed (a pipeline batch, a deletion): forget their views, and every
