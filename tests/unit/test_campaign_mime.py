@@ -105,6 +105,7 @@ def test_a_long_list_unsubscribe_stays_a_url() -> None:
         {"To": "not an address"},
         {"From": "Shop, Inc. <news@shop.example>"},  # two addresses, or a typo: not ours to say
         {"To": "ada@example.com, bob@example.com"},
+        {"List-Unsubscribe": "<https://t.shop.example/t/u/" + "a" * 1000 + ">"},
         {"Subject": "two\r\nlines"},
     ],
 )

@@ -9,8 +9,8 @@ turned into encoded words: a ``List-Unsubscribe`` URL must stay a URL), RFC 2047
 for non-ASCII text and display names, the HTML as UTF-8 quoted-printable, CRLF line ends.
 
 :func:`message_bytes` returns None for what it does not write (an address that does not
-parse, or one with a non-ASCII mailbox that needs SMTPUTF8); the caller then builds an
-``EmailMessage`` as before.
+parse, one with a non-ASCII mailbox that needs SMTPUTF8, a header word longer than a line may
+be); the caller then builds an ``EmailMessage`` as before.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from functools import lru_cache
 
 ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender"})
 FOLD_AT = 78
+MAX_LINE = 998  # RFC 5322's limit on a line, line end excluded
 
 
 def message_bytes(headers: Sequence[tuple[str, str]], html: str) -> bytes | None:
@@ -41,6 +42,8 @@ def message_bytes(headers: Sequence[tuple[str, str]], html: str) -> bytes | None
         else:
             encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
             written = f"{name}: {encoded}"
+        if len(written) > MAX_LINE and any(len(x) > MAX_LINE for x in written.split("\r\n")):
+            return None  # a word too long for SMTP's lines: the email package encodes it
         lines.append(written)
     lines.append("MIME-Version: 1.0")
     lines.append('Content-Type: text/html; charset="utf-8"')
