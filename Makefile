@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ANALYTICS_NEXT := .cache/npm/node_modules/@segment/analytics-next
 export TIDINGS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run install test test-deps lint typecheck pytest bench-collect bench-pipeline bench-render clean
+.PHONY: run install test test-deps lint typecheck pytest bench-collect bench-pipeline bench-render bench-campaign clean
 
 $(VENV)/.run-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,10 @@ bench-pipeline: $(VENV)/.test-installed
 ## make bench-render: opens of /i/{block}.png for 10,000 profiles, against a static PNG and bare compose.
 bench-render: $(VENV)/.test-installed $(DEJAVU) /usr/bin/wrk
 	$(PY) benchmarks/bench_render.py $(ARGS)
+
+## make bench-campaign: a campaign sent over SMTP to 100,000 profiles, and its report (SQLite, PostgreSQL).
+bench-campaign: $(VENV)/.test-installed
+	$(PY) benchmarks/bench_campaign.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .cache var test-artifacts

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from tidings.app import create_app
 from tidings.campaigns.smtp import TokenBucket
+from tidings.collect.store import CAMPAIGN_OF
 from tidings.core.clock import FrozenClock
 from tidings.core.settings import Settings
 from tidings.testing import Credentials, prepare_database
@@ -472,6 +473,71 @@ def test_the_report_on_a_crafted_history(
     (bobs,) = [v for v in variants.values() if v["conversions"] == 1]
     assert bobs["block_id"] == block_id and bobs["variant"] != "not_rendered"
     assert sum(v["recipients"] for v in variants.values()) == 3
+
+
+def test_two_campaigns_over_several_connections_each_report_only_their_own(
+    db_url: str,
+    creds: Credentials,
+    admin: dict[str, str],
+    inbox: Inbox,
+    clock: FrozenClock,
+    tmp_path: Path,
+) -> None:
+    settings = sending_settings(db_url, tmp_path / "data", inbox, smtp_connections=3)
+    with TestClient(create_app(settings, clock)) as client:
+        who = [f"p{i}@example.com" for i in range(7)]
+        people(client, creds, *((w, None) for w in who))
+        first = campaign(client, admin, who, "<p>One</p>", name="First")
+        assert send(client, admin, first)["sent"] == 7
+        second = campaign(client, admin, who, "<p>Two</p>", name="Second")
+        assert send(client, admin, second)["sent"] == 7
+        # Each person got each campaign once, over the three connections.
+        got: dict[str, list[str]] = {}
+        pixels: dict[tuple[str, str], str] = {}
+        for _, rcpts, raw in inbox.messages:
+            message = message_from_bytes(raw, policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            cid = str(message["X-Tidings-Campaign"])
+            got.setdefault(rcpts[0], []).append(cid)
+            pixels[(cid, rcpts[0])] = local(next(s for s in hrefs(message)[2] if "/t/o/" in s))
+        assert {to: sorted(c) for to, c in got.items()} == {w: sorted([first, second]) for w in who}
+        browser = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1"}
+        clock.advance(timedelta(minutes=5))
+        for to in who[:2]:
+            client.get(pixels[(first, to)], headers=browser)
+        for to in who[2:5]:  # the second campaign's opens come after the first's, in the log
+            client.get(pixels[(second, to)], headers=browser)
+        reports = {
+            cid: client.get(f"/v1/campaigns/{cid}/report", headers=admin).json()
+            for cid in (first, second)
+        }
+        assert (reports[first]["unique_opens"], reports[second]["unique_opens"]) == (2, 3)
+        assert reports[first]["delivered"] == reports[second]["delivered"] == 7
+        container = client.app.state.container  # type: ignore[attr-defined]
+        listed = {row["id"]: row for row in container.campaigns.overview()}
+        assert (listed[first]["unique_opens"], listed[second]["unique_opens"]) == (2, 3)
+        # The report reads a campaign's events through the email source's campaign index.
+        assert "ix_events_email_campaign" in query_plan(container.db.engine)
+
+
+def query_plan(engine: Any) -> str:
+    sqlite = engine.dialect.name == "sqlite"
+    expression = CAMPAIGN_OF[engine.dialect.name]
+    mark = "?" if sqlite else "%s"
+    sql = (
+        "SELECT seq, payload FROM events WHERE source_id = 'src_email' "
+        f"AND {expression} = {mark} AND seq > {mark} AND type = 'track' "
+        f"AND event IN ({mark}, {mark}) ORDER BY seq LIMIT {mark}"
+    )
+    with engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        if not sqlite:
+            cursor.execute("SET enable_seqscan = off")  # a test's table is tiny
+        cursor.execute(
+            ("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + sql,
+            ("cmp_x", 0, "Email Opened", "Email Link Clicked", 10),
+        )
+        return " ".join(str(row) for row in cursor.fetchall())
 
 
 def test_bad_campaigns_are_refused_with_the_field(

@@ -14,15 +14,17 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC
 from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.utils import format_datetime, parseaddr
 from typing import Any
 
 import orjson
 
-from tidings.content.recipients import read_recipient
+from tidings.content.recipients import MAX_RECIPIENT_CHARS, read_recipient, recipient_key
+from tidings.content.recipients import Recipient as ReadRecipient
 from tidings.content.service import ContentService
-from tidings.content.tags import recipient_tag
+from tidings.content.tags import is_unsubstituted_merge_tag, recipient_tag
 from tidings.core.clock import Clock, from_ms, iso, to_ms
 from tidings.core.db import Database
 from tidings.core.errors import Conflict, NotFound, TidingsError
@@ -41,6 +43,7 @@ from tidings.tracking.events import (
 from tidings.tracking.service import TrackingService
 from tidings.tracking.wrap import Recipient, WrapOptions, campaign_of
 
+from .mime import message_bytes
 from .replies import InboundMail, snippet
 from .report import (
     ORDER_COMPLETED,
@@ -139,24 +142,25 @@ class CampaignService:
 
     def overview(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest campaigns, each with its send's status, how many were delivered, and its
-        unique human opens and clicks: one pass over the email events since the oldest listed
-        send (the report reads the same events; this one does not attribute orders)."""
+        unique human opens and clicks: each campaign's own email events since its send (the
+        report reads the same events; this one does not attribute orders)."""
         rows = self.store.recent(max(1, min(limit, MAX_LIST)))
         sends = {r.id: self.store.get_send(r.id) for r in rows}
         engaged: dict[str, dict[str, Engagement]] = {r.id: {} for r in rows}
-        starts = [s["log_seq"] for s in sends.values() if s is not None]
-        after = min(starts, default=-1)
-        while starts:
-            page = self.tracking.email_events([EMAIL_OPENED, EMAIL_LINK_CLICKED], after, 5000)
-            if not page:
-                break
-            batches: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-            for seq, _ts, event, payload in page:
-                after = seq
-                props = orjson.loads(payload).get("properties") or {}
-                if props.get("campaign_id") in engaged:
-                    batches.setdefault(props["campaign_id"], []).append((event, props))
-            for campaign_id, batch in batches.items():
+        for campaign_id, send in sends.items():
+            if send is None:
+                continue
+            after = send["log_seq"]
+            while True:
+                page = self.tracking.campaign_email_events(
+                    campaign_id, [EMAIL_OPENED, EMAIL_LINK_CLICKED], after, 5000
+                )
+                if not page:
+                    break
+                batch: list[tuple[str, dict[str, Any]]] = []
+                for seq, _ts, event, payload in page:
+                    after = seq
+                    batch.append((event, orjson.loads(payload).get("properties") or {}))
                 engagement_of(batch, engaged[campaign_id])
         out = []
         for row in rows:
@@ -311,7 +315,7 @@ class CampaignService:
             self.store.update_send, row.id, status="sending", total=total, skipped=skipped
         )
         counts = {"sent": 0, "bounced": 0, "failed": 0}
-        mailer = self._mailer()
+        mailers = [self._mailer() for _ in range(self.settings.smtp_connections)]
         bucket = self.bucket_factory()
         chunk = max(1, min(50, self.settings.campaign_send_burst * 5))
         done = 0
@@ -319,7 +323,7 @@ class CampaignService:
             for start in range(0, total, chunk):
                 part = todo[start : start + chunk]
                 outcomes = await self._send_part(
-                    row, body_t, subject_t, sender, part, existing, mailer, bucket, base_url
+                    row, body_t, subject_t, sender, part, existing, mailers, bucket, base_url
                 )
                 for outcome in outcomes:
                     key = {"accepted": "sent"}.get(outcome.status, outcome.status)
@@ -329,7 +333,7 @@ class CampaignService:
                 if progress is not None:
                     progress(done, total)
         finally:
-            await mailer.close()
+            await asyncio.gather(*(m.close() for m in mailers))
         await self.db.run_write(
             self.store.update_send,
             row.id,
@@ -391,7 +395,7 @@ class CampaignService:
         sender: str,
         part: list[tuple[str, str | None]],
         existing: dict[str, MessageRow],
-        mailer: SmtpSender,
+        mailers: list[SmtpSender],
         bucket: TokenBucket,
         base_url: str,
     ) -> list[MessageRow]:
@@ -431,23 +435,56 @@ class CampaignService:
             )
         await self.db.run_write(self.store.claim, claims)
         states = self.profiles.states_of([c.profile_id for c in claims if c.profile_id])
+        # Each message is built while the ones before it are in their SMTP conversations, on
+        # one of the send's connections (TIDINGS_SMTP_CONNECTIONS): the event loop builds the
+        # next email instead of waiting for the server's answers.
+        envelope_from = parseaddr(sender)[1]
+        free: asyncio.Queue[SmtpSender] = asyncio.Queue()
+        for mailer in mailers:
+            free.put_nowait(mailer)
+
+        async def deliver(
+            mailer: SmtpSender, message: bytes | EmailMessage, claim: MessageRow, subject: str
+        ) -> tuple[MessageRow, str]:
+            try:
+                result = await mailer.send(message, envelope_from, claim.recipient)
+            finally:
+                free.put_nowait(mailer)
+            return self._outcome(claim, result), subject
+
+        sends: list[asyncio.Task[tuple[MessageRow, str]] | MessageRow] = []
+        tasks: list[asyncio.Task[tuple[MessageRow, str]]] = []
+        try:
+            for claim in claims:
+                state = states.get(claim.profile_id) if claim.profile_id else None
+                traits = state.traits if state is not None else {}
+                await bucket.take()  # before building: the email's sent_at is its hand-off time
+                try:
+                    message, subject = self._message(
+                        row, body_t, subject_t, sender, claim, traits, base_url
+                    )
+                except TemplateError as exc:
+                    sends.append(self._outcome(claim, SmtpOutcome("failed", None, str(exc))))
+                    continue
+                mailer = await free.get()
+                tasks.append(asyncio.create_task(deliver(mailer, message, claim, subject)))
+                sends.append(tasks[-1])
+                await asyncio.sleep(0)  # let it start its conversation before the next build
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         outcomes: list[MessageRow] = []
         events: list[EmailEvent] = []
-        for claim in claims:
-            state = states.get(claim.profile_id) if claim.profile_id else None
-            traits = state.traits if state is not None else {}
-            await bucket.take()  # before building: the email's sent_at is its hand-off time
-            try:
-                message, subject = self._message(
-                    row, body_t, subject_t, sender, claim, traits, base_url
-                )
-            except TemplateError as exc:
-                outcomes.append(self._outcome(claim, SmtpOutcome("failed", None, str(exc))))
+        for sent in sends:
+            if isinstance(sent, MessageRow):  # not built: no event
+                outcomes.append(sent)
                 continue
-            result = await mailer.send(message, parseaddr(sender)[1], claim.recipient)
-            done = self._outcome(claim, result)
-            outcomes.append(done)
-            event = self._send_event(row, done, subject)
+            outcome, subject = sent.result()
+            outcomes.append(outcome)
+            event = self._send_event(row, outcome, subject)
             if event is not None:
                 events.append(event)
         await self.db.run_write(self.store.record, outcomes)
@@ -500,9 +537,10 @@ class CampaignService:
         m: MessageRow,
         traits: dict[str, Any],
         base_url: str,
-    ) -> tuple[EmailMessage, str]:
-        """One recipient's email: merge fields filled, creative tags with their address and
-        the send id, every link wrapped and signed, the open pixel, a Reply-To token."""
+    ) -> tuple[bytes | EmailMessage, str]:
+        """One recipient's email, as bytes (``mime.py``): merge fields filled, creative tags
+        with their address and the send id, every link wrapped and signed, the open pixel, a
+        Reply-To token."""
         base = self.settings.public_url or base_url
         extra: dict[str, Any] = {"email": m.recipient}
         subject = " ".join(subject_t.render(traits, extra, lambda *_: "").split())
@@ -520,17 +558,27 @@ class CampaignService:
             lambda b, alt, slot: self._block_tag(base, b, m.recipient, row.id, alt, slot),
         )
         wrapped = self.tracking.wrap(html, options, base, Recipient(value=m.recipient))
-        message = EmailMessage()
-        message["From"] = sender
-        message["To"] = m.recipient
-        message["Subject"] = subject
-        message["Date"] = formatdate(now.timestamp(), usegmt=True)
-        message["Message-ID"] = m.message_id
+        headers = [
+            ("From", sender),
+            ("To", m.recipient),
+            ("Subject", subject),
+            ("Date", format_datetime(now.astimezone(UTC).replace(microsecond=0))),
+            ("Message-ID", m.message_id),
+        ]
         if self.settings.reply_domain:
-            message["Reply-To"] = f"reply+{m.reply_token}@{self.settings.reply_domain}"
-        message["List-Unsubscribe"] = f"<{unsubscribe}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message["X-Tidings-Campaign"] = row.id
+            headers.append(("Reply-To", f"reply+{m.reply_token}@{self.settings.reply_domain}"))
+        headers += [
+            ("List-Unsubscribe", f"<{unsubscribe}>"),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ("X-Tidings-Campaign", row.id),
+        ]
+        raw = message_bytes(headers, wrapped.html)
+        if raw is not None:
+            return raw, subject
+        # What the writer leaves out (an address that needs SMTPUTF8, say): the email package.
+        message = EmailMessage()
+        for name, value in headers:
+            message[name] = value
         message.set_content(wrapped.html, subtype="html")
         return message, subject
 
@@ -621,7 +669,7 @@ class CampaignService:
         last_touch = 0
         after = send["log_seq"] if send else 0
         while send is not None:
-            page = self.tracking.email_events(REPORT_EVENTS, after, 5000)
+            page = self.tracking.campaign_email_events(campaign_id, REPORT_EVENTS, after, 5000)
             if not page:
                 break
             batch: list[tuple[str, dict[str, Any]]] = []
@@ -643,7 +691,7 @@ class CampaignService:
         for m in messages:
             delivered += m.status == "sent"
             bounced += m.status == "bounced"
-            totals.add(engaged.get(m.email_id, Engagement()))
+            totals.add(engaged.get(m.email_id, NO_ENGAGEMENT))
         variants = await self._variants(row, messages, engaged)
         return {
             "campaign_id": row.id,
@@ -709,15 +757,15 @@ class CampaignService:
             return []
         seen = await self.content.variants_seen(row.id)
         groups: dict[tuple[str, str], Totals] = {}
+        nothing: dict[str, str] = {}
         for m in messages:
             if m.status != "sent":
                 continue
-            recipient = read_recipient(m.recipient)
-            key = getattr(recipient, "key", m.recipient.lower())
+            shown = seen.get(_recipient_key(m.recipient), nothing) if seen else nothing
             for block_id in blocks:
-                variant = seen.get(key, {}).get(block_id, "not_rendered")
+                variant = shown.get(block_id, "not_rendered")
                 groups.setdefault((block_id, variant), Totals()).add(
-                    engaged.get(m.email_id, Engagement())
+                    engaged.get(m.email_id, NO_ENGAGEMENT)
                 )
         return [
             {
@@ -731,6 +779,26 @@ class CampaignService:
             }
             for (block_id, variant), t in sorted(groups.items())
         ]
+
+
+NO_ENGAGEMENT = Engagement()  # what a message nobody engaged with did (only read)
+
+
+def _recipient_key(value: str) -> str:
+    """The key render decisions keep ``value``'s opens under: ``read_recipient``'s, with a
+    short cut for what it takes as it is (a printable ASCII address with no spaces that is
+    no merge tag: its key is itself in lower case)."""
+    if (
+        value
+        and len(value) <= MAX_RECIPIENT_CHARS
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and is_unsubstituted_merge_tag(value) is None
+    ):
+        return recipient_key(value)
+    recipient = read_recipient(value)
+    return recipient.key if isinstance(recipient, ReadRecipient) else value.lower()
 
 
 def campaign_json(row: CampaignRow) -> dict[str, Any]:

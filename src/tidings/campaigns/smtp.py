@@ -109,14 +109,18 @@ class SmtpSender:
             await client.login(c.username, c.password)
         return client
 
-    async def send(self, message: EmailMessage, sender: str, recipient: str) -> SmtpOutcome:
+    async def send(self, message: bytes | EmailMessage, sender: str, recipient: str) -> SmtpOutcome:
+        """Send one message (its bytes, or an ``EmailMessage`` to flatten) to ``recipient``."""
         for attempt in range(2):
             try:
                 if self._client is None or not self._client.is_connected:
                     self._client = await self._connect()
-                errors, response = await self._client.send_message(
-                    message, sender=sender, recipients=[recipient]
-                )
+                if isinstance(message, bytes):
+                    errors, response = await self._client.sendmail(sender, [recipient], message)
+                else:
+                    errors, response = await self._client.send_message(
+                        message, sender=sender, recipients=[recipient]
+                    )
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 refused = exc.recipients[0] if exc.recipients else None
                 code = refused.code if refused else None

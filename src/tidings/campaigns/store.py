@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     select,
@@ -174,9 +175,10 @@ class CampaignStore:
         return found
 
     def all_messages(self, campaign_id: str) -> list[MessageRow]:
-        query = select(campaign_messages).where(campaign_messages.c.campaign_id == campaign_id)
+        columns = [campaign_messages.c[name] for name in MessageRow.__slots__]
+        query = select(*columns).where(campaign_messages.c.campaign_id == campaign_id)
         with self.engine.connect() as conn:
-            return [_message(r) for r in conn.execute(query)]
+            return [MessageRow(*r) for r in conn.execute(query)]
 
     def claim(self, rows: Sequence[MessageRow]) -> None:
         """Mark these messages ``sending`` (new rows, or ``failed`` ones tried again), in one
@@ -187,16 +189,32 @@ class CampaignStore:
 
     def record(self, rows: Sequence[MessageRow]) -> None:
         """The outcome of each claimed message."""
+        if not rows:
+            return
         c = campaign_messages.c
+        query = (
+            update(campaign_messages)
+            .where(c.campaign_id == bindparam("b_campaign"), c.recipient == bindparam("b_rcpt"))
+            .values(
+                status=bindparam("b_status"),
+                smtp_code=bindparam("b_code"),
+                error=bindparam("b_error"),
+                done_at=bindparam("b_done"),
+            )
+        )
+        values = [
+            {
+                "b_campaign": r.campaign_id,
+                "b_rcpt": r.recipient,
+                "b_status": r.status,
+                "b_code": r.smtp_code,
+                "b_error": r.error,
+                "b_done": r.done_at,
+            }
+            for r in rows
+        ]
         with self.engine.begin() as conn:
-            for r in rows:
-                conn.execute(
-                    update(campaign_messages)
-                    .where(c.campaign_id == r.campaign_id, c.recipient == r.recipient)
-                    .values(
-                        status=r.status, smtp_code=r.smtp_code, error=r.error, done_at=r.done_at
-                    )
-                )
+            conn.execute(query, values)  # one executemany
 
     def abandon_claims(self, campaign_id: str, at: int) -> int:
         """Claims a crashed send left behind: ``unknown``, so they are never sent twice."""

@@ -116,6 +116,15 @@ class CollectService:
         ``names`` after ``after_seq``, in log order, at most ``limit`` (an index range)."""
         return self.queue.store.source_events_named(source_id, names, after_seq, limit)
 
+    def campaign_events_of_source(
+        self, source_id: str, campaign_id: str, names: list[str], after_seq: int, limit: int
+    ) -> list[tuple[int, int, str, str]]:
+        """Like :meth:`events_of_source`, only those of one campaign (the email source's
+        events by ``properties.campaign_id``, an index range)."""
+        return self.queue.store.campaign_events_named(
+            source_id, campaign_id, names, after_seq, limit
+        )
+
     async def record_rejection(
         self, source_id: str | None, facts: RequestFacts, error: FieldError, raw: Any
     ) -> None:

@@ -217,6 +217,12 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout_s: float = Field(default=30.0, gt=0)
+    smtp_connections: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="SMTP connections a send uses at once (each message on one of them)",
+    )
     smtp_from: str | None = Field(
         default=None, description="From address of campaigns that name none"
     )

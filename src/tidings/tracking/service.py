@@ -173,6 +173,15 @@ class TrackingService:
         ``names`` after ``after_seq``, in log order (a report's read)."""
         return self.collect.events_of_source(EMAIL_SOURCE_ID, names, after_seq, limit)
 
+    def campaign_email_events(
+        self, campaign_id: str, names: list[str], after_seq: int, limit: int
+    ) -> list[tuple[int, int, str, str]]:
+        """Like :meth:`email_events`, only the events of one campaign (``properties.
+        campaign_id``), through an index: other campaigns' events are never read."""
+        return self.collect.campaign_events_of_source(
+            EMAIL_SOURCE_ID, campaign_id, names, after_seq, limit
+        )
+
     def email_events_since(
         self, names: list[str], received_ms: int, limit: int
     ) -> list[tuple[int, int, str, str]]:
