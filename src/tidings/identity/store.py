@@ -172,6 +172,34 @@ class IdentityStore:
         self.engine = engine
         # Lookup statements by shape (see _by_type): an open builds none of its own.
         self._lookups: dict[tuple[tuple[str, int], ...], Select[Any]] = {}
+        self._mark = "?" if engine.dialect.name == "sqlite" else "%s"
+        self._first_sql: dict[int, str] = {}
+
+    def first_profile(self, ids: Sequence[Identifier]) -> str | None:
+        """The profile holding the first of ``ids`` that any profile holds (an open's
+        recipient: a handful of candidates). One primary-key search per candidate, ORed, sent
+        through the driver: SQLAlchemy's statement handling cost more than the query."""
+        if not ids:
+            return None
+        sql = self._first_sql.get(len(ids))
+        if sql is None:
+            term = f"(id_type = {self._mark} AND id_value = {self._mark})"
+            sql = self._first_sql[len(ids)] = (
+                "SELECT id_type, id_value, profile_id FROM identities WHERE "
+                + " OR ".join([term] * len(ids))
+            )
+        with self.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, [part for i in ids for part in i])
+                found = {(t, v): pid for t, v, pid in cursor.fetchall()}
+            finally:
+                cursor.close()
+        for identifier in ids:
+            pid = found.get((identifier.type, identifier.value))
+            if pid is not None:
+                return str(pid)
+        return None
 
     # -- reading ----------------------------------------------------------------------------
     def links(self) -> list[tuple[str, int, list[list[str]]]]:

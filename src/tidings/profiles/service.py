@@ -128,13 +128,11 @@ class ProfileService:
         candidates.append(Identifier(USER_ID, value))
         for spec in self.rules.external:
             candidates.append(Identifier(spec.type, value.lower() if spec.lowercase else value))
-        found = self.identity.profiles_of(candidates)
-        for identifier in candidates:
-            pid = found.get(identifier)
-            if pid is not None:
-                state = self.profiles.states([pid]).get(pid)
-                return (pid, state) if state is not None else None
-        return None
+        pid = self.identity.first_profile(candidates)
+        if pid is None:
+            return None
+        state = self.profiles.state(pid)
+        return (pid, state) if state is not None else None
 
     def _state(self, ref: ProfileRef) -> tuple[ProfileState, dict[str, Any]]:
         row = self.profiles.row(ref.profile_id)

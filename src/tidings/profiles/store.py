@@ -125,6 +125,21 @@ class ProfileStore:
                     found[pid] = ProfileState.from_json(text)
         return found
 
+    def state(self, profile_id: str) -> ProfileState | None:
+        """One profile's state (an open's read), through the driver like
+        ``IdentityStore.first_profile``."""
+        mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
+        with self.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(
+                    f"SELECT state FROM profiles WHERE profile_id = {mark}", [profile_id]
+                )
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        return ProfileState.from_json(row[0]) if row is not None else None
+
     def row(self, profile_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(profiles).where(profiles.c.profile_id == profile_id)).first()
