@@ -140,6 +140,10 @@ class Pipeline:
         self._closing = False
         self._wakeup: asyncio.Event | None = None
         self._prepare_thread: ThreadPoolExecutor | None = None
+        # Held while a batch is prepared and committed: the in-memory graph and states are
+        # shared, so two appliers in one process (the in-process loop and a drain()) take
+        # turns instead of preparing from each other's half-applied state.
+        self._applying = threading.Lock()
         # Called with the ids of the profiles a batch changed or removed, after its commit
         # (caches of profile views drop them).
         self.on_applied: list[Callable[[set[str]], None]] = []
@@ -147,16 +151,17 @@ class Pipeline:
     # -- batches, synchronously (the worker, tests, rebuilds) ----------------------------------
     def step(self) -> BatchResult:
         """Apply the next batch if there is one; returns how many events were applied."""
-        prepared = self._prepare()
-        if prepared is None:
-            return BatchResult(0, self._position or 0)
-        cursor, plan = prepared
-        try:
-            self._commit_locked(cursor, plan)
-        except BaseException:
-            self._failed()
-            raise
-        return BatchResult(plan.size, plan.last_seq)
+        with self._applying:
+            prepared = self._prepare()
+            if prepared is None:
+                return BatchResult(0, self._position or 0)
+            cursor, plan = prepared
+            try:
+                self._commit_locked(cursor, plan)
+            except BaseException:
+                self._failed()
+                raise
+            return BatchResult(plan.size, plan.last_seq)
 
     def drain(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply batches until caught up with the log; returns the number of events.
@@ -170,6 +175,7 @@ class Pipeline:
         batches = 0
         prepared: tuple[Cursor, Plan] | None = None
         with (
+            self._applying,
             _collector_paused() as paused,
             ThreadPoolExecutor(1, thread_name_prefix="tidings-commit") as committer,
         ):
@@ -317,26 +323,33 @@ class Pipeline:
             if not leader:
                 await self._sleep(1.0)
                 continue
+            # One batch at a time per Pipeline: a drain() on another thread (the CLI, tests)
+            # waits for this batch, and this loop for a running drain.
+            await loop.run_in_executor(self._prepare_thread, self._applying.acquire)
+            pause: float | None = None
             try:
                 prepared = await loop.run_in_executor(self._prepare_thread, self._prepare)
                 if prepared is None:
-                    await self._sleep(self.poll_s)
-                    continue
-                cursor, plan = prepared
-                try:
-                    await self.db.run_write(self._commit, cursor, plan)
-                except BaseException:
-                    self._failed()
-                    raise
+                    pause = self.poll_s
+                else:
+                    cursor, plan = prepared
+                    try:
+                        await self.db.run_write(self._commit, cursor, plan)
+                    except BaseException:
+                        self._failed()
+                        raise
+                    if plan.size < self.batch_events:
+                        pause = self.poll_s
             except StaleCursor:
-                continue
+                pass
             except Exception as error:
                 log.exception("pipeline batch failed; retrying")
                 self.stats.failed(error)
-                await self._sleep(1.0)
-                continue
-            if plan.size < self.batch_events:
-                await self._sleep(self.poll_s)
+                pause = 1.0
+            finally:
+                self._applying.release()
+            if pause is not None:
+                await self._sleep(pause)
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wakeup is not None
