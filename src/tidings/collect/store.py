@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import Serial, chunks, metadata
+from tidings.core.db import Serial, chunks, driver_rows, metadata, placeholder
 
 sources = Table(
     "sources",
@@ -153,7 +153,7 @@ class SourceRecord:
 def _insert_sql(
     engine: Engine, table: str, columns: Sequence[str], ignore_dupes: bool, rows: int = 1
 ) -> str:
-    marks = ", ".join(["?" if engine.dialect.name == "sqlite" else "%s"] * len(columns))
+    marks = ", ".join([placeholder(engine)] * len(columns))
     values = ", ".join([f"({marks})"] * rows)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"
     return sql + (" ON CONFLICT DO NOTHING" if ignore_dupes else "")
@@ -244,19 +244,12 @@ class CollectStore:
         """Committed events with ``seq > after_seq``, in ``seq`` order (through the driver:
         the pipeline reads every event once, and per-row result processing would cost more
         than the query)."""
-        mark = "?" if self.is_sqlite else "%s"
+        mark = placeholder(self.engine)
         sql = (
             "SELECT seq, source_id, message_id, timestamp, received_at, payload FROM events "
             f"WHERE seq > {mark} ORDER BY seq LIMIT {mark}"
         )
-        with self.engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql, (after_seq, limit))
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-        return list(map(LogEvent._make, rows))
+        return list(map(LogEvent._make, driver_rows(self.engine, sql, (after_seq, limit))))
 
     def get_events(self, seqs: Sequence[int]) -> list[LogEvent]:
         """The events with these ``seq`` (those still stored), in ``seq`` order."""
@@ -341,7 +334,7 @@ class CollectStore:
             raise ValueError(f"no campaign index for source {source_id!r}")
         if not names:
             return []
-        mark = "?" if self.is_sqlite else "%s"
+        mark = placeholder(self.engine)
         names = list(names)
         sql = (
             "SELECT seq, timestamp, event, payload FROM events "
@@ -350,13 +343,7 @@ class CollectStore:
             f"AND type = 'track' AND event IN ({', '.join([mark] * len(names))}) "
             f"ORDER BY seq LIMIT {mark}"
         )
-        with self.engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql, (campaign_id, after_seq, *names, limit))
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
+        rows = driver_rows(self.engine, sql, (campaign_id, after_seq, *names, limit))
         return [(int(q), int(t), e, p) for q, t, e, p in rows]
 
     def first_seq_since(self, received_ms: int) -> int | None:

@@ -230,6 +230,24 @@ def insert_rows(
         cursor.close()
 
 
+def placeholder(engine: Engine) -> str:
+    """The driver's parameter mark: ``?`` for sqlite3, ``%s`` for psycopg."""
+    return "?" if engine.dialect.name == "sqlite" else "%s"
+
+
+def driver_rows(engine: Engine, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Every row of one read statement sent straight to the driver's cursor (parameters
+    marked with :func:`placeholder`), for hot reads where SQLAlchemy's statement and result
+    handling would cost more than the query."""
+    with engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in slices of at most ``size`` (to stay under bound-parameter limits)."""
     for start in range(0, len(items), size):

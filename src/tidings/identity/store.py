@@ -36,7 +36,16 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from tidings.core.clock import to_ms
-from tidings.core.db import Serial, chunks, insert_rows, metadata, pairs_in, upsert
+from tidings.core.db import (
+    Serial,
+    chunks,
+    driver_rows,
+    insert_rows,
+    metadata,
+    pairs_in,
+    placeholder,
+    upsert,
+)
 
 from .graph import Conflict, Identifier, LinkEvent, Merge
 
@@ -172,7 +181,7 @@ class IdentityStore:
         self.engine = engine
         # Lookup statements by shape (see _by_type): an open builds none of its own.
         self._lookups: dict[tuple[tuple[str, int], ...], Select[Any]] = {}
-        self._mark = "?" if engine.dialect.name == "sqlite" else "%s"
+        self._mark = placeholder(engine)
         self._first_sql: dict[int, str] = {}
 
     def first_profile(self, ids: Sequence[Identifier]) -> str | None:
@@ -188,13 +197,8 @@ class IdentityStore:
                 "SELECT id_type, id_value, profile_id FROM identities WHERE "
                 + " OR ".join([term] * len(ids))
             )
-        with self.engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql, [part for i in ids for part in i])
-                found = {(t, v): pid for t, v, pid in cursor.fetchall()}
-            finally:
-                cursor.close()
+        rows = driver_rows(self.engine, sql, [part for i in ids for part in i])
+        found = {(t, v): pid for t, v, pid in rows}
         for identifier in ids:
             pid = found.get((identifier.type, identifier.value))
             if pid is not None:

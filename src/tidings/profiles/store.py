@@ -28,7 +28,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import Serial, chunks, insert_rows, metadata, pairs_in
+from tidings.core.db import (
+    Serial,
+    chunks,
+    driver_rows,
+    insert_rows,
+    metadata,
+    pairs_in,
+    placeholder,
+)
 from tidings.identity.graph import Identifier
 
 from .state import ProfileState
@@ -114,7 +122,7 @@ class ProfileStore:
         found: dict[str, ProfileState] = {}
         with self.engine.connect() as conn:
             for part in chunks(sorted(set(profile_ids)), 500):
-                # One id (an open's recipient) is a plain equality: no expanding IN to render.
+                # One id is a plain equality: no expanding IN to render.
                 where = (
                     profiles.c.profile_id == part[0]
                     if len(part) == 1
@@ -128,17 +136,9 @@ class ProfileStore:
     def state(self, profile_id: str) -> ProfileState | None:
         """One profile's state (an open's read), through the driver like
         ``IdentityStore.first_profile``."""
-        mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
-        with self.engine.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(
-                    f"SELECT state FROM profiles WHERE profile_id = {mark}", [profile_id]
-                )
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-        return ProfileState.from_json(row[0]) if row is not None else None
+        sql = f"SELECT state FROM profiles WHERE profile_id = {placeholder(self.engine)}"
+        rows = driver_rows(self.engine, sql, [profile_id])
+        return ProfileState.from_json(rows[0][0]) if rows else None
 
     def row(self, profile_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
