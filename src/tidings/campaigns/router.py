@@ -73,7 +73,6 @@ def build_router() -> APIRouter:
         response_model=CampaignOut,
         responses={
             **admin,
-            400: error("A body that is not JSON"),
             422: error("A field or the template is not valid"),
         },
         summary="Create a campaign",
@@ -104,7 +103,6 @@ def build_router() -> APIRouter:
         responses={
             **admin,
             **NOT_FOUND,
-            400: error("A body that is not JSON"),
             422: error("A field or the template is not valid"),
         },
         summary="Replace a campaign",

@@ -131,7 +131,6 @@ def build_router() -> APIRouter:
             summary="Create or replace a product (as the feed)",
             response_model=ProductOut,
             responses={
-                400: error("A body that is not JSON"),
                 422: error("A value that cannot be read; `errors` lists each"),
             },
             include_in_schema=documented,

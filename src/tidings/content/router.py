@@ -131,7 +131,6 @@ def build_router() -> APIRouter:
         summary="Create a content block",
         response_model=BlockOut,
         responses={
-            400: error("A body that is not JSON"),
             422: error("A field that cannot be used; `field` names it"),
         },
     )
@@ -163,7 +162,6 @@ def build_router() -> APIRouter:
         response_model=BlockOut,
         responses={
             **NOT_FOUND,
-            400: error("A body that is not JSON"),
             422: error("A field that cannot be used; `field` names it"),
         },
     )
