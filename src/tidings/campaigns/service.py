@@ -12,7 +12,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC
 from email.message import EmailMessage
@@ -150,18 +150,9 @@ class CampaignService:
         for campaign_id, send in sends.items():
             if send is None:
                 continue
-            after = send["log_seq"]
-            while True:
-                page = self.tracking.campaign_email_events(
-                    campaign_id, [EMAIL_OPENED, EMAIL_LINK_CLICKED], after, 5000
-                )
-                if not page:
-                    break
-                batch: list[tuple[str, dict[str, Any]]] = []
-                for seq, _ts, event, payload in page:
-                    after = seq
-                    batch.append((event, orjson.loads(payload).get("properties") or {}))
-                engagement_of(batch, engaged[campaign_id])
+            names = [EMAIL_OPENED, EMAIL_LINK_CLICKED]
+            for page in self._event_pages(campaign_id, names, send["log_seq"]):
+                engagement_of([(event, props) for _ts, event, props in page], engaged[campaign_id])
         out = []
         for row in rows:
             send = sends[row.id]
@@ -667,15 +658,10 @@ class CampaignService:
         engaged: dict[str, Engagement] = {}
         first_touch: int | None = None
         last_touch = 0
-        after = send["log_seq"] if send else 0
-        while send is not None:
-            page = self.tracking.campaign_email_events(campaign_id, REPORT_EVENTS, after, 5000)
-            if not page:
-                break
+        pages = self._event_pages(campaign_id, REPORT_EVENTS, send["log_seq"]) if send else ()
+        for page in pages:
             batch: list[tuple[str, dict[str, Any]]] = []
-            for seq, ts, event, payload in page:
-                after = seq
-                props = orjson.loads(payload).get("properties") or {}
+            for ts, event, props in page:
                 if (
                     props.get("campaign_id") != campaign_id
                     or props.get("email_id") not in by_email_id
@@ -715,6 +701,22 @@ class CampaignService:
             "variants": variants,
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
+
+    def _event_pages(
+        self, campaign_id: str, names: list[str], after_seq: int
+    ) -> Iterator[list[tuple[int, str, dict[str, Any]]]]:
+        """The campaign's own email events called one of ``names`` logged after
+        ``after_seq`` (its send's start), as ``(timestamp, event, properties)``, a page of up
+        to 5,000 at a time."""
+        while True:
+            page = self.tracking.campaign_email_events(campaign_id, names, after_seq, 5000)
+            if not page:
+                return
+            after_seq = page[-1][0]
+            yield [
+                (ts, event, orjson.loads(payload).get("properties") or {})
+                for _, ts, event, payload in page
+            ]
 
     def _attribute(
         self,
