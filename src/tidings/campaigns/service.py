@@ -105,11 +105,7 @@ class CampaignService:
 
     # -- campaigns ------------------------------------------------------------------------------
     def _spec(self, body: CampaignIn) -> dict[str, Any]:
-        try:
-            CampaignTemplate(body.html)
-        except TemplateError as exc:
-            raise TidingsError("invalid_template", str(exc), "html", status=422) from None
-        for name, value in (("subject", body.subject),):
+        for name, value in (("html", body.html), ("subject", body.subject)):
             try:
                 CampaignTemplate(value)
             except TemplateError as exc:
