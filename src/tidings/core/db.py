@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -201,33 +202,71 @@ def insert_rows(
     distinct_keys: bool = False,
 ) -> None:
     """Insert many rows through the driver: SQLAlchemy's per-row parameter processing costs
-    more than the insert itself on hot paths. ``on_conflict`` is the SQL after VALUES (the
-    same text works on SQLite and PostgreSQL, e.g. ``ON CONFLICT (k) DO NOTHING``).
+    more than the insert itself on hot paths. ``on_conflict`` is the SQL after the rows (the
+    same text works on SQLite and PostgreSQL, e.g. ``ON CONFLICT (k) DO NOTHING``); rows
+    with the same key meet it in the order given.
 
     On SQLite, rows go in as multi-row ``INSERT``s (one GIL round-trip per statement instead
-    of per row, see ``CollectStore``). On PostgreSQL too, unless the statement updates on
-    conflict and the caller cannot promise ``distinct_keys`` (PostgreSQL refuses to update a
-    row twice in one statement): then as psycopg's pipelined ``executemany``, a statement per
-    row.
+    of per row, see ``CollectStore``). On PostgreSQL they go in through ``COPY`` (see
+    :func:`_copy_rows`), unless the statement updates on conflict and the caller cannot
+    promise ``distinct_keys`` (PostgreSQL refuses to update a row twice in one statement):
+    then as psycopg's pipelined ``executemany``, a statement per row.
     """
     if not rows:
         return
     cols = ", ".join(columns)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        sqlite = conn.dialect.name == "sqlite"
-        if sqlite or distinct_keys or "DO UPDATE" not in on_conflict:
-            one = "(" + ", ".join(("?" if sqlite else "%s",) * len(columns)) + ")"
+        if conn.dialect.name == "sqlite":
+            one = "(" + ", ".join(("?",) * len(columns)) + ")"
             per = max(1, min(500, 30_000 // len(columns)))
             for part in chunks(rows, per):
                 sql = f"INSERT INTO {table.name} ({cols}) VALUES {', '.join([one] * len(part))}"
                 cursor.execute(f"{sql} {on_conflict}", [v for row in part for v in row])
+        elif distinct_keys or "DO UPDATE" not in on_conflict:
+            _copy_rows(cursor, table.name, columns, rows, on_conflict)
         else:
             marks = ", ".join(["%s"] * len(columns))
             sql = f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) {on_conflict}"
             cursor.executemany(sql, rows)
     finally:
         cursor.close()
+
+
+def _copy_rows(
+    cursor: Any,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    on_conflict: str,
+) -> None:
+    """PostgreSQL: ``rows`` into ``table`` through ``COPY … FROM STDIN``.
+
+    A multi-row ``INSERT … VALUES`` with thousands of parameters cost the client more than
+    the server: psycopg parses every such statement anew in Python (it caches only short
+    ones), which was two thirds of a pipeline batch's commit. ``COPY`` sends the rows as they
+    are and adapts each value in C. ``COPY`` knows no ``ON CONFLICT``, so rows that need one
+    are copied into a temporary table of this session (made on first use, emptied by the
+    statement that moves its rows, and at every commit) and moved by one
+    ``INSERT … SELECT … ON CONFLICT`` in the order they were copied.
+    """
+    cols = ", ".join(columns)
+    if not on_conflict:
+        target = table
+    else:
+        target = f"tidings_in_{table}_{zlib.crc32(cols.encode()):08x}"
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {target} ON COMMIT DELETE ROWS AS "
+            f"SELECT {cols} FROM {table} WITH NO DATA"
+        )
+    with cursor.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    if on_conflict:
+        cursor.execute(
+            f"WITH moved AS (DELETE FROM {target} RETURNING {cols}) "
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM moved {on_conflict}"
+        )
 
 
 def placeholder(engine: Engine) -> str:
