@@ -32,6 +32,7 @@ from tidings.core.db import (
     Serial,
     chunks,
     driver_rows,
+    driver_rows_in,
     insert_rows,
     metadata,
     pairs_in,
@@ -119,19 +120,15 @@ class ProfileStore:
 
     # -- reading ----------------------------------------------------------------------------
     def states(self, profile_ids: Sequence[str]) -> dict[str, ProfileState]:
-        found: dict[str, ProfileState] = {}
-        with self.engine.connect() as conn:
-            for part in chunks(sorted(set(profile_ids)), 500):
-                # One id is a plain equality: no expanding IN to render.
-                where = (
-                    profiles.c.profile_id == part[0]
-                    if len(part) == 1
-                    else profiles.c.profile_id.in_(part)
-                )
-                query = select(profiles.c.profile_id, profiles.c.state).where(where)
-                for pid, text in conn.execute(query):
-                    found[pid] = ProfileState.from_json(text)
-        return found
+        """The stored states of these profiles (absent ones are left out); the pipeline asks
+        for a batch's worth at a time."""
+        rows = driver_rows_in(
+            self.engine,
+            "SELECT profile_id, state FROM profiles",
+            "profile_id",
+            sorted(set(profile_ids)),
+        )
+        return {pid: ProfileState.from_json(text) for pid, text in rows}
 
     def state(self, profile_id: str) -> ProfileState | None:
         """One profile's state (an open's read), through the driver like
