@@ -149,3 +149,25 @@ def test_a_failed_insert_rolls_back_with_its_transaction(database: Database) -> 
     with database.engine.begin() as conn:
         insert_rows(conn, things, COLUMNS, [("a", "ok", 1, None, None)], KEEP_FIRST)
     assert stored(database) == {"a": ("a", "ok", 1, None, None)}
+
+
+def test_rows_promised_new_that_are_not_meet_the_conflict_clause(database: Database) -> None:
+    """``new_keys`` copies straight in; a key that was already stored falls back to the
+    conflict clause inside the same transaction, with the same result and nothing doubled."""
+    with database.engine.begin() as conn:
+        insert_rows(conn, things, COLUMNS, [("a", "old", 1, None, None)], KEEP_FIRST)
+    with database.engine.begin() as conn:
+        insert_rows(conn, things, COLUMNS, [("b", "new", 2, None, None)], KEEP_FIRST, new_keys=True)
+        insert_rows(
+            conn,
+            things,
+            COLUMNS,
+            [("c", "new", 3, None, None), ("a", "again", 4, None, None)],
+            KEEP_FIRST,
+            new_keys=True,
+        )
+    assert stored(database) == {
+        "a": ("a", "old", 1, None, None),
+        "b": ("b", "new", 2, None, None),
+        "c": ("c", "new", 3, None, None),
+    }

@@ -261,8 +261,15 @@ class ProfileStore:
         trait_rows: Sequence[TraitRow],
         flag_rows: Sequence[FlagRow],
     ) -> None:
+        # Keyed by the event's seq: the pipeline applies each event once (the cursor moves in
+        # the same transaction), so the conflict clause is only a safety net.
         insert_rows(
-            conn, timeline, ("id_type", "id_value", "seq"), timeline_rows, "ON CONFLICT DO NOTHING"
+            conn,
+            timeline,
+            ("id_type", "id_value", "seq"),
+            timeline_rows,
+            "ON CONFLICT DO NOTHING",
+            new_keys=True,
         )
         insert_rows(
             conn,
@@ -270,6 +277,7 @@ class ProfileStore:
             ("seq", "key", "value", "timestamp"),
             trait_rows,
             "ON CONFLICT DO NOTHING",
+            new_keys=True,
         )
         insert_rows(conn, event_flags, ("seq", "source_id", "code", "field", "message"), flag_rows)
 
