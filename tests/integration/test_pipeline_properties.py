@@ -104,13 +104,15 @@ def test_profiles_do_not_depend_on_arrival_order_or_batches(
         got = build(Path(b), shuffled, batch)
     assert got["partition"] == expected["partition"]
     assert got["states"] == expected["states"]
+    # Every identities row too: first_seen is the earliest event carrying the identifier.
+    assert got["identities"] == expected["identities"]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(events=shop(), batch=st.integers(1, 5))
 def test_identities_do_not_depend_on_batches(events: list[dict[str, Any]], batch: int) -> None:
     """The same arrival order cut into other batches: every identities row, first_seen too
-    (the time of the first event carrying the identifier)."""
+    (the time of the earliest event carrying the identifier)."""
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         expected = build(Path(a), events, 1000)
         got = build(Path(b), events, batch)

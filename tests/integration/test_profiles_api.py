@@ -156,6 +156,28 @@ def test_anonymous_browsing_then_sign_in_is_one_profile(
     assert merges["conflicts"] == []
 
 
+def test_first_seen_is_the_earliest_event_carrying_the_identifier(
+    app_client: TestClient, creds: Credentials, admin: dict[str, str]
+) -> None:
+    """A phone that synced late: its events arrive after the sign-in but happened before,
+    and each identifier's first_seen moves back to them."""
+    send(app_client, creds, identify(30, anon="anon-7", user="u-7", email="g@example.com"))
+    apply(app_client)
+    send(app_client, creds, viewed("anon-7", "SKU-1", 12), viewed("anon-7", "SKU-2", 20))
+    apply(app_client)
+    send(
+        app_client, creds, identify(5, user="u-7"), identify(40, user="u-7", email="g@example.com")
+    )
+    apply(app_client)
+
+    ids = get(app_client, admin, "/v1/profiles/email:g@example.com/identities")["data"]
+    assert {(i["type"], i["value"]): i["first_seen"] for i in ids} == {
+        ("user_id", "u-7"): at(5),
+        ("anonymous_id", "anon-7"): at(12),
+        ("email", "g@example.com"): at(30),
+    }
+
+
 def test_cart_follows_adds_removes_and_is_emptied_by_an_order(
     app_client: TestClient, creds: Credentials, admin: dict[str, str]
 ) -> None:

@@ -304,15 +304,27 @@ class IdentityStore:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     # -- writing (inside the caller's transaction) ---------------------------------------------
-    def set_profiles(self, conn: Connection, rows: Sequence[tuple[Identifier, str, int]]) -> None:
-        """Identifier → profile id (``first_seen`` is kept from the first write)."""
+    def set_profiles(
+        self,
+        conn: Connection,
+        rows: Sequence[tuple[Identifier, tuple[str, int, bool]]],
+        *,
+        earliest: bool,
+    ) -> None:
+        """Identifier → ``(profile id, time, _)``. With ``earliest`` the time is that of an
+        event carrying the identifier, and ``first_seen`` becomes the earlier of it and the
+        stored one; otherwise the time is written only with a new row."""
+        update = "profile_id = excluded.profile_id"
+        if earliest:
+            least = "min" if conn.dialect.name == "sqlite" else "LEAST"
+            update += f", first_seen = {least}(identities.first_seen, excluded.first_seen)"
         insert_rows(
             conn,
             identities,
             ("id_type", "id_value", "profile_id", "first_seen"),
-            [(i.type, i.value, p, at) for i, p, at in rows],
-            "ON CONFLICT (id_type, id_value) DO UPDATE SET profile_id = excluded.profile_id",
-            distinct_keys=len({i for i, _, _ in rows}) == len(rows),
+            [(i.type, i.value, pid, at) for i, (pid, at, _) in rows],
+            f"ON CONFLICT (id_type, id_value) DO UPDATE SET {update}",
+            distinct_keys=True,  # from a mapping: one row per identifier
         )
 
     def add_links(self, conn: Connection, events: Sequence[LinkEvent]) -> None:

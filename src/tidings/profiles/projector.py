@@ -74,7 +74,9 @@ class Plan:
     states: dict[str, ProfileState] = field(default_factory=dict)
     deleted_profiles: set[str] = field(default_factory=set)
     dirty: set[str] = field(default_factory=set)
-    identities: dict[Identifier, tuple[str, int]] = field(default_factory=dict)
+    # identifier → (profile id, time, carried): ``carried`` when an event of the batch carries
+    # it (the time is then the earliest such event's), else it only moved (a merge).
+    identities: dict[Identifier, tuple[str, int, bool]] = field(default_factory=dict)
     links: list[LinkEvent] = field(default_factory=list)
     merges: list[Merge] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
@@ -98,10 +100,14 @@ class Plan:
 
 
 def _move(plan: Plan, identifier: Identifier, pid: str, at: int) -> None:
-    """``identifier`` is now in profile ``pid``. Its ``first_seen`` (written only with its first
-    row) stays that of the batch's first event carrying it, wherever the batch was cut."""
+    """``identifier`` is now in profile ``pid`` (a merge or a replay moved it; the event at
+    ``at`` need not carry it, so its time only stands in for a row that does not exist)."""
     pending = plan.identities.get(identifier)
-    plan.identities[identifier] = (pid, at if pending is None else pending[1])
+    plan.identities[identifier] = (pid, at, False) if pending is None else (pid, *pending[1:])
+
+
+# Later than any event: the earliest time of an identifier this process has not written.
+_NEVER = 1 << 62
 
 
 class Projector:
@@ -121,8 +127,11 @@ class Projector:
         self.profiles = profiles
         self.graph = IdentityGraph(rules)
         self.suppressed: set[str] = set()
-        # identifier → profile id as last committed to ``identities``, to skip rewriting it.
+        # identifier → profile id and the earliest event time as last written to
+        # ``identities`` by this process (the stored time may be earlier still), to skip
+        # rewriting what would not change.
         self.known: dict[Identifier, str] = {}
+        self.earliest: dict[Identifier, int] = {}
         # The earliest linking event seen for each set of identifiers: a later event with the
         # same set cannot change the partition (profiles only grow in the canonical replay,
         # so what was merged stays merged and what was refused stays refused), so it skips
@@ -142,14 +151,18 @@ class Projector:
     def reset(self) -> None:
         self.loaded = False
         self.known.clear()
+        self.earliest.clear()
         self.cache.clear()
         self.inflight = []
 
     def _remember(self, plan: Plan) -> None:
         """What ``identities`` and ``profiles`` will hold once the plan commits: the next batch
         can be prepared while this one commits. If the commit fails, :meth:`reset` drops it."""
-        for identifier, (pid, _) in plan.identities.items():
-            self.known[identifier] = pid
+        known, earliest = self.known, self.earliest
+        for identifier, (pid, at, carried) in plan.identities.items():
+            known[identifier] = pid
+            if carried and at < earliest.get(identifier, _NEVER):
+                earliest[identifier] = at
         self.inflight = plan.applied
         plan.state_rows = [
             ProfileStore.state_row(pid, plan.states[pid])
@@ -211,8 +224,11 @@ class Projector:
         self._prefetch(plan, parsed)
         for ev, message, ids in parsed:
             self._apply(plan, ev, message, ids)
+        known, earliest = self.known, self.earliest
         plan.identities = {
-            i: (pid, ts) for i, (pid, ts) in plan.identities.items() if self.known.get(i) != pid
+            i: row
+            for i, row in plan.identities.items()
+            if known.get(i) != row[0] or (row[2] and row[1] < earliest.get(i, _NEVER))
         }
         if plan.replayed:
             replayed = plan.replayed
@@ -274,16 +290,23 @@ class Projector:
             first = self.first_link.get(link_ids)
             if first is None or (ev.timestamp, ev.message_id) < first:
                 pid = None  # a new or earlier link: the graph must see it
-        if pid is not None:
-            # The common case: one identifier the graph already knows; nothing to resolve.
-            if anchor not in plan.identities:
-                plan.identities[anchor] = (pid, ev.timestamp)
-        elif len(usable) == 1:
-            # A new identifier alone (a first visit): a profile of its own, nothing to link.
-            pid = self.graph.place(anchor)
-            plan.identities[anchor] = (pid, ev.timestamp)
-        else:
-            pid = self._resolve(plan, ev, ids, usable)
+        if pid is None:
+            if len(usable) == 1:
+                # A new identifier alone (a first visit): a profile of its own, nothing to link.
+                pid = self.graph.place(anchor)
+            else:
+                pid = self._resolve(plan, ev, ids, usable)
+        # (Else the common case: identifiers the graph already knows; nothing to resolve.)
+        # Every identifier the event carries, with the event's time if it is the earliest
+        # yet: ``first_seen`` is the earliest event carrying it, in whatever order they came.
+        ts = ev.timestamp
+        identities = plan.identities
+        single = len(usable) == 1
+        for identifier in usable:
+            pending = identities.get(identifier)
+            if pending is None or not pending[2] or ts < pending[1]:
+                owner = pid if single else self.graph.profile_of(identifier) or pid
+                identities[identifier] = (owner, ts, True)
         state = self._state(plan, pid)
         plan.dirty.add(pid)
         state.apply(message, normalized, ev.timestamp)
@@ -331,13 +354,6 @@ class Projector:
             now_in = self.graph.profile_of(identifier)
             if now_in is not None and old.get(identifier) != now_in:
                 _move(plan, identifier, now_in, ev.timestamp)
-        for identifier in usable:
-            if identifier not in plan.identities and identifier not in old:
-                # Seen before or not, writing it is idempotent (first_seen is kept).
-                plan.identities[identifier] = (
-                    self.graph.profile_of(identifier) or pid,
-                    ev.timestamp,
-                )
         return pid
 
     def _remember_link(self, key: frozenset[Identifier], ts: int, message_id: str) -> None:
@@ -427,7 +443,10 @@ class Projector:
             self.collect.delete_events_in(conn, plan.suppressed)
         if plan.identities:
             self.identity.set_profiles(
-                conn, [(i, pid, ts) for i, (pid, ts) in plan.identities.items()]
+                conn, [row for row in plan.identities.items() if row[1][2]], earliest=True
+            )
+            self.identity.set_profiles(
+                conn, [row for row in plan.identities.items() if not row[1][2]], earliest=False
             )
         if plan.links:
             self.identity.add_links(conn, plan.links)
