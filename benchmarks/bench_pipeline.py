@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from bench_collect import machine
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -192,19 +193,28 @@ def _cpu_s() -> float:
 async def send_steadily(
     url: str, write_key: str, messages: list[dict[str, Any]], rate: float, batch: int
 ) -> float:
-    """Send ``messages`` in ``batch``-event bodies at ``rate`` events/s; returns the rate met."""
-    auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+    """Send ``messages`` in ``batch``-event bodies at ``rate`` events/s; returns the rate met.
+
+    The bodies are encoded before the clock starts: the sender shares the machine with the
+    server, the worker and the database, and encoding them as it went took it a third of a
+    core on two."""
+    headers = {
+        "Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode(),
+        "Content-Type": "application/json",
+    }
     interval = batch / rate
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": auth}, timeout=30) as c:
+    bodies = [
+        orjson.dumps({"batch": messages[i : i + batch]}) for i in range(0, len(messages), batch)
+    ]
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as c:
         pending: set[asyncio.Task[httpx.Response]] = set()
         started = time.perf_counter()
-        for n, i in enumerate(range(0, len(messages), batch)):
+        for n, body in enumerate(bodies):
             due = started + n * interval
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            body = {"batch": messages[i : i + batch]}
-            pending.add(asyncio.create_task(c.post("/v1/batch", json=body)))
+            pending.add(asyncio.create_task(c.post("/v1/batch", content=body)))
             done = {t for t in pending if t.done()}
             for task in done:
                 if task.result().status_code != 200:
