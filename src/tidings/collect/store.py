@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from tidings.core.db import Serial, chunks, driver_rows, metadata, placeholder
+from tidings.core.db import Serial, chunks, driver_rows, metadata, placeholder, values_in
 
 sources = Table(
     "sources",
@@ -263,7 +263,7 @@ class CollectStore:
                     events.c.timestamp,
                     events.c.received_at,
                     events.c.payload,
-                ).where(events.c.seq.in_(part))
+                ).where(values_in(self.engine, events.c.seq, part))
                 found.extend(LogEvent(*row) for row in conn.execute(query))
         return sorted(found, key=lambda e: e.seq)
 
@@ -277,7 +277,9 @@ class CollectStore:
         with self.engine.connect() as conn:
             for part in chunks(sorted(set(seqs)), 500):
                 query = select(events.c.timestamp, events.c.payload).where(
-                    events.c.seq.in_(part), events.c.event == name, events.c.type == "track"
+                    values_in(self.engine, events.c.seq, part),
+                    events.c.event == name,
+                    events.c.type == "track",
                 )
                 if since_ms is not None:
                     query = query.where(events.c.timestamp >= since_ms)
@@ -296,7 +298,7 @@ class CollectStore:
                 query = select(
                     events.c.seq, events.c.timestamp, events.c.event, events.c.payload
                 ).where(
-                    events.c.seq.in_(part),
+                    values_in(self.engine, events.c.seq, part),
                     events.c.type == "track",
                     events.c.event.in_(list(names)),
                     events.c.timestamp >= since_ms,

@@ -25,7 +25,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import BigInteger, ColumnElement, Integer, MetaData, Table, and_, event, false, or_
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Integer,
+    MetaData,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    event,
+    false,
+    or_,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -339,12 +352,27 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+def values_in(
+    engine: Engine, column: ColumnElement[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """``column IN values`` for a query on ``engine``. On PostgreSQL the values go as one array
+    (``column = ANY(…)``): the statement stays the same whatever their number, so SQLAlchemy
+    compiles it once and psycopg parses and prepares it once, where an expanded ``IN`` of
+    hundreds of parameters was rendered by one and parsed in Python by the other at every
+    call. Elsewhere SQLAlchemy's ``IN``."""
+    if engine.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 def pairs_in(
     type_column: ColumnElement[str],
     value_column: ColumnElement[str],
     pairs: Iterable[tuple[str, str]],
+    engine: Engine | None = None,
 ) -> ColumnElement[bool]:
-    """``(type, value) IN pairs`` written as ``type = t AND value IN (…)`` per type, ORed.
+    """``(type, value) IN pairs`` written as ``type = t AND value IN (…)`` per type, ORed
+    (each ``IN`` as :func:`values_in` makes it when ``engine`` is given).
 
     SQLite uses no index for a row-value ``IN (VALUES …)`` and scans the whole table (a
     profile's timeline read every timeline row); each term of this form is an index search on
@@ -354,4 +382,12 @@ def pairs_in(
         grouped.setdefault(id_type, []).append(value)
     if not grouped:
         return false()
-    return or_(*(and_(type_column == t, value_column.in_(vs)) for t, vs in grouped.items()))
+    return or_(
+        *(
+            and_(
+                type_column == t,
+                value_column.in_(vs) if engine is None else values_in(engine, value_column, vs),
+            )
+            for t, vs in grouped.items()
+        )
+    )

@@ -45,6 +45,7 @@ from tidings.core.db import (
     pairs_in,
     placeholder,
     upsert,
+    values_in,
 )
 
 from .graph import Conflict, Identifier, LinkEvent, Merge
@@ -274,7 +275,7 @@ class IdentityStore:
             for part in chunks(sorted(set(profile_ids)), 500):
                 query = (
                     select(identities.c.profile_id, identities.c.id_type, identities.c.id_value)
-                    .where(identities.c.profile_id.in_(part))
+                    .where(values_in(self.engine, identities.c.profile_id, part))
                     .order_by(identities.c.first_seen, identities.c.id_type, identities.c.id_value)
                 )
                 for pid, t, v in conn.execute(query):

@@ -37,6 +37,7 @@ from tidings.core.db import (
     metadata,
     pairs_in,
     placeholder,
+    values_in,
 )
 from tidings.identity.graph import Identifier
 
@@ -184,7 +185,7 @@ class ProfileStore:
         with self.engine.connect() as conn:
             for part in chunks(_pairs(ids), 300):
                 query = select(timeline.c.id_type, timeline.c.id_value, timeline.c.seq).where(
-                    pairs_in(timeline.c.id_type, timeline.c.id_value, part)
+                    pairs_in(timeline.c.id_type, timeline.c.id_value, part, self.engine)
                 )
                 found.extend((Identifier(t, v), int(s)) for t, v, s in conn.execute(query))
         return found
@@ -193,7 +194,9 @@ class ProfileStore:
         found: list[dict[str, Any]] = []
         with self.engine.connect() as conn:
             for part in chunks(sorted(set(seqs)), 500):
-                query = select(trait_history).where(trait_history.c.seq.in_(part))
+                query = select(trait_history).where(
+                    values_in(self.engine, trait_history.c.seq, part)
+                )
                 for row in conn.execute(query):
                     entry = dict(row._mapping)
                     entry["value"] = orjson.loads(entry["value"])
@@ -210,7 +213,7 @@ class ProfileStore:
                     event_flags.c.code,
                     event_flags.c.field,
                     event_flags.c.message,
-                ).where(event_flags.c.seq.in_(part))
+                ).where(values_in(self.engine, event_flags.c.seq, part))
                 for seq, code, field, message in conn.execute(query.order_by(event_flags.c.id)):
                     found.setdefault(int(seq), []).append(
                         {"code": code, "field": field, "message": message}
