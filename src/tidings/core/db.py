@@ -369,10 +369,10 @@ def pairs_in(
     type_column: ColumnElement[str],
     value_column: ColumnElement[str],
     pairs: Iterable[tuple[str, str]],
-    engine: Engine | None = None,
+    engine: Engine,
 ) -> ColumnElement[bool]:
     """``(type, value) IN pairs`` written as ``type = t AND value IN (…)`` per type, ORed
-    (each ``IN`` as :func:`values_in` makes it when ``engine`` is given).
+    (each ``IN`` as :func:`values_in` makes it for ``engine``).
 
     SQLite uses no index for a row-value ``IN (VALUES …)`` and scans the whole table (a
     profile's timeline read every timeline row); each term of this form is an index search on
@@ -383,11 +383,5 @@ def pairs_in(
     if not grouped:
         return false()
     return or_(
-        *(
-            and_(
-                type_column == t,
-                value_column.in_(vs) if engine is None else values_in(engine, value_column, vs),
-            )
-            for t, vs in grouped.items()
-        )
+        *(and_(type_column == t, values_in(engine, value_column, vs)) for t, vs in grouped.items())
     )

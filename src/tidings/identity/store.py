@@ -294,8 +294,8 @@ class IdentityStore:
         pairs = _pairs(ids)
         if not pairs:
             return []
-        anchor = pairs_in(table.c.anchor_type, table.c.anchor_value, pairs)
-        second = pairs_in(table.c[f"{other}_type"], table.c[f"{other}_value"], pairs)
+        anchor = pairs_in(table.c.anchor_type, table.c.anchor_value, pairs, self.engine)
+        second = pairs_in(table.c[f"{other}_type"], table.c[f"{other}_value"], pairs, self.engine)
         query = (
             select(table)
             .where(anchor | second)
@@ -368,7 +368,7 @@ class IdentityStore:
         pairs = _pairs(cluster)
         for part in chunks(pairs, 300):
             for table in (identity_merges, identity_conflicts):
-                key = pairs_in(table.c.anchor_type, table.c.anchor_value, part)
+                key = pairs_in(table.c.anchor_type, table.c.anchor_value, part, self.engine)
                 conn.execute(delete(table).where(key))
         self.add_explanations(conn, merges, conflicts)
 
@@ -416,7 +416,7 @@ class IdentityStore:
         counts = {"identities": 0, "links": 0, "merges": 0, "conflicts": 0}
         for part in chunks(pairs, 300):
             member = pairs_in(
-                identity_link_members.c.id_type, identity_link_members.c.id_value, part
+                identity_link_members.c.id_type, identity_link_members.c.id_value, part, self.engine
             )
             keys = [
                 k
@@ -433,14 +433,14 @@ class IdentityStore:
                         identity_link_members.c.link_key.in_(key_part)
                     )
                 )
-            key = pairs_in(identities.c.id_type, identities.c.id_value, part)
+            key = pairs_in(identities.c.id_type, identities.c.id_value, part, self.engine)
             counts["identities"] += conn.execute(delete(identities).where(key)).rowcount
             for table, other, name in (
                 (identity_merges, "linked", "merges"),
                 (identity_conflicts, "other", "conflicts"),
             ):
-                a = pairs_in(table.c.anchor_type, table.c.anchor_value, part)
-                b = pairs_in(table.c[f"{other}_type"], table.c[f"{other}_value"], part)
+                a = pairs_in(table.c.anchor_type, table.c.anchor_value, part, self.engine)
+                b = pairs_in(table.c[f"{other}_type"], table.c[f"{other}_value"], part, self.engine)
                 counts[name] += conn.execute(delete(table).where(a | b)).rowcount
         return counts
 

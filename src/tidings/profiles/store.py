@@ -168,7 +168,7 @@ class ProfileStore:
             return []
         query = (
             select(timeline.c.seq)
-            .where(pairs_in(timeline.c.id_type, timeline.c.id_value, pairs))
+            .where(pairs_in(timeline.c.id_type, timeline.c.id_value, pairs, self.engine))
             .order_by(timeline.c.seq.desc())
         )
         if before_seq is not None:
