@@ -22,7 +22,7 @@ import resource
 import time
 from pathlib import Path
 
-from bench_pipeline import enrich, raw_insert, stream
+from bench_pipeline import enrich, raw_insert, settle, stream
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
@@ -67,8 +67,7 @@ def load(base: str, events: int) -> None:
     creds = prepare_database(url, "bench")
     messages, people = stream(100_000, 30, 1, events)
     seconds = raw_insert(url, enrich(creds.source_id, messages))
-    with create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text("VACUUM (ANALYZE) events"))
+    settle(url)
     print(f"loaded {len(messages):,} events from {people:,} people in {seconds:.1f} s")
 
 
