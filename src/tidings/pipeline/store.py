@@ -29,6 +29,17 @@ from sqlalchemy.engine import Connection, Engine
 
 from tidings.core.db import Serial, metadata, upsert
 
+# Each event applied in the window with its delay. ``CROSS JOIN`` makes SQLite walk the
+# window's batches first and each batch's events by ``seq``: with a plain join it chose to scan
+# every event (through its ``received_at`` index) against every batch, 8 s for 100,000 events
+# against 50 ms. PostgreSQL plans it as the same inner join either way.
+LAGS_SQL = (
+    "SELECT b.committed_at - e.received_at FROM pipeline_batches b "
+    "CROSS JOIN events e "
+    "WHERE b.consumer = :name AND b.committed_at >= :since "
+    "AND e.seq BETWEEN b.first_seq AND b.last_seq LIMIT :limit"
+)
+
 pipeline_cursors = Table(
     "pipeline_cursors",
     metadata,
@@ -139,11 +150,7 @@ class CursorStore:
 
     def lags_since(self, name: str, since_ms: int, limit: int = 200_000) -> list[int]:
         """Receipt-to-profile delays (ms) of the events applied since ``since_ms``."""
-        sql = text(
-            "SELECT b.committed_at - e.received_at FROM pipeline_batches b "
-            "JOIN events e ON e.seq BETWEEN b.first_seq AND b.last_seq "
-            "WHERE b.consumer = :name AND b.committed_at >= :since LIMIT :limit"
-        )
+        sql = text(LAGS_SQL)
         with self.engine.connect() as conn:
             rows = conn.execute(sql, {"name": name, "since": since_ms, "limit": limit})
             return sorted(int(lag) for (lag,) in rows)

@@ -1,0 +1,66 @@
+"""``/v1/pipeline/status``'s delays, read from the batches the pipeline recorded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from tidings.app import build_container
+from tidings.collect.messages import Enricher, Limits
+from tidings.core.clock import FrozenClock
+from tidings.core.settings import Settings
+from tidings.pipeline.store import LAGS_SQL
+from tidings.testing import prepare_database
+
+
+def _track(n: int) -> dict[str, object]:
+    return {
+        "type": "track",
+        "event": "Page Viewed",
+        "messageId": f"m-{n}",
+        "anonymousId": f"a-{n % 7}",
+        "timestamp": "2026-11-23T11:00:00Z",
+    }
+
+
+def test_each_applied_event_has_its_delay_from_receipt_to_commit(
+    db_url: str, tmp_path: Path, clock: FrozenClock
+) -> None:
+    creds = prepare_database(db_url)
+    settings = Settings(database_url=db_url, data_dir=tmp_path, pipeline_batch_events=4)
+    container = build_container(settings, clock)
+    try:
+        # Received one second apart; applied at once, ten seconds after the first.
+        for n in range(10):
+            enricher = Enricher(creds.source_id, clock.now() + timedelta(seconds=n), Limits())
+            container.collect_store.append([enricher.enrich(_track(n), None, False)])
+        clock.advance(timedelta(seconds=10))
+        assert container.pipeline.drain() == 10
+        lags = container.pipeline.cursors.lags_since("profiles", 0)
+        status = container.pipeline.status()
+    finally:
+        container.db.close()
+    assert lags == [s * 1000 for s in range(1, 11)]
+    assert status["window_events"] == 10
+    assert status["lag_ms"]["max"] == 10_000
+
+
+def test_sqlite_reads_the_delays_batch_by_batch(sqlite_url: str, tmp_path: Path) -> None:
+    """Not every event against every batch: the plan starts from the window's batches and
+    reaches each batch's events by ``seq`` (with a plain join SQLite scanned all events)."""
+    prepare_database(sqlite_url)
+    container = build_container(Settings(database_url=sqlite_url, data_dir=tmp_path))
+    try:
+        with container.db.engine.connect() as conn:
+            plan = [
+                row[-1]
+                for row in conn.execute(
+                    text(f"EXPLAIN QUERY PLAN {LAGS_SQL}"), {"name": "p", "since": 0, "limit": 1}
+                )
+            ]
+    finally:
+        container.db.close()
+    assert plan[0].startswith("SEARCH b"), plan
+    assert plan[1].startswith("SEARCH e USING INTEGER PRIMARY KEY"), plan
