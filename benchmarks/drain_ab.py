@@ -1,4 +1,4 @@
-"""A/B runs of the pipeline's drain on PostgreSQL, each on a fresh copy of one loaded log.
+"""A/B runs of the pipeline's drain, each on a fresh copy of one loaded log.
 
 ``make bench-pipeline`` generates and loads the stream anew for every run (about three minutes
 before the pipeline starts on this kind of machine). To compare two versions of the code, load
@@ -12,6 +12,9 @@ the log once into a template database, then time ``Pipeline.drain()`` on copies 
 Each run prints events/s, this process's CPU seconds and the PostgreSQL server's (every
 ``postgres`` process on the machine, from ``/proc``: run nothing else against it), and keeps
 its database (``tidings_drain_<name>``) so that derived tables can be compared between runs.
+
+With ``--sqlite`` the log is loaded into ``var/drain-ab/log.db`` and each run drains a copy of
+that file (``var/drain-ab/<name>.db``, kept likewise).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from tidings.testing import pg_url, prepare_database
 
 TEMPLATE = "tidings_drain_log"
 ROOT = Path(__file__).resolve().parent.parent
+SQLITE_DIR = ROOT / "var" / "drain-ab"
 
 
 def _url(base: str, database: str) -> str:
@@ -58,12 +63,18 @@ def postgres_cpu_s() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def load(base: str, events: int) -> None:
-    engine = _admin(base)
-    with engine.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE}"))
-        conn.execute(text(f"CREATE DATABASE {TEMPLATE}"))
-    url = _url(base, TEMPLATE)
+def load(base: str, events: int, sqlite: bool) -> None:
+    if sqlite:
+        SQLITE_DIR.mkdir(parents=True, exist_ok=True)
+        for leftover in SQLITE_DIR.glob("log.db*"):
+            leftover.unlink()
+        url = f"sqlite:///{SQLITE_DIR / 'log.db'}"
+    else:
+        engine = _admin(base)
+        with engine.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE}"))
+            conn.execute(text(f"CREATE DATABASE {TEMPLATE}"))
+        url = _url(base, TEMPLATE)
     creds = prepare_database(url, "bench")
     messages, people = stream(100_000, 30, 1, events)
     seconds = raw_insert(url, enrich(creds.source_id, messages))
@@ -71,14 +82,25 @@ def load(base: str, events: int) -> None:
     print(f"loaded {len(messages):,} events from {people:,} people in {seconds:.1f} s")
 
 
-def run(base: str, name: str) -> None:
+def _copy(base: str, name: str, sqlite: bool) -> str:
+    """A fresh copy of the loaded log, named ``name``; returns its URL."""
+    if sqlite:
+        copy = SQLITE_DIR / f"{name}.db"
+        for leftover in SQLITE_DIR.glob(f"{name}.db*"):
+            leftover.unlink()
+        shutil.copyfile(SQLITE_DIR / "log.db", copy)
+        return f"sqlite:///{copy}"
     database = f"tidings_drain_{name}"
     engine = _admin(base)
     with engine.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {database}"))
         conn.execute(text(f"CREATE DATABASE {database} TEMPLATE {TEMPLATE}"))
         conn.execute(text("CHECKPOINT"))
-    url = _url(base, database)
+    return _url(base, database)
+
+
+def run(base: str, name: str, sqlite: bool) -> None:
+    url = _copy(base, name, sqlite)
     container = build_container(Settings(database_url=url, data_dir=ROOT / "var" / "drain-ab"))
     try:
         pg_started = postgres_cpu_s()
@@ -104,11 +126,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--name", default="a", help="run: the copy's name (letters, digits)")
     parser.add_argument("--url", default=pg_url(), help="any database on the server")
+    parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead")
     opts = parser.parse_args()
     if opts.command == "load":
-        load(opts.url, opts.events)
+        load(opts.url, opts.events, opts.sqlite)
     else:
-        run(opts.url, opts.name)
+        run(opts.url, opts.name, opts.sqlite)
 
 
 if __name__ == "__main__":

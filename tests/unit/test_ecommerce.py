@@ -325,6 +325,10 @@ def test_list_events_read_every_product_with_an_id() -> None:
     normalized = normalize(track("Cart Viewed", properties))
     assert normalized.event == "Cart Viewed"
     assert normalized.product is None
+    assert normalized.listed  # it shows the whole cart
+    assert normalize(track("Cart Viewed", {"products": []})).listed
+    assert not normalize(track("Checkout Started", {"order_id": "o"})).listed
+    assert not normalize(track("Product Viewed", {"sku": "a", "url": "u"})).listed
     assert [(p.product_id, p.price, p.quantity, p.currency) for p in normalized.products] == [
         ("a", 1.0, 2, "USD"),
         ("b", 3.5, 1, "EUR"),

@@ -457,7 +457,8 @@ class Normalized(NamedTuple):
     ``event``: the v2 name of a recognised e-commerce event, the name as sent for any other
     track call, ``None`` for other message types. ``product``: the product of a single-product
     event; ``products``: those of a list event (items without an id left out). ``total``: the
-    order's ``total``, else ``revenue``, else ``value``.
+    order's ``total``, else ``revenue``, else ``value``. ``listed``: a list event whose
+    ``properties.products`` is a list (empty included): it shows the whole list, such as a cart.
     """
 
     event: str | None
@@ -468,6 +469,7 @@ class Normalized(NamedTuple):
     revenue: float | None = None
     currency: str | None = None
     flags: tuple[Flag, ...] = ()
+    listed: bool = False
 
 
 # -- reading messages -------------------------------------------------------------------------
@@ -702,10 +704,12 @@ def normalize(message: Mapping[str, Any]) -> Normalized:
     products: tuple[Product, ...] = ()
     total: float | None = None
     revenue: float | None = None
+    listed = False
     if event in SINGLE_PRODUCT_EVENTS:
         source, path = _single_source(props)
         product = _read_product(source, path, event, currency, flags)
     elif event in LIST_EVENTS:
+        listed = isinstance(props.get("products"), list)
         products = _read_products(props, event, currency, flags)
         given = False
         for key in _TOTAL_KEYS:
@@ -737,4 +741,5 @@ def normalize(message: Mapping[str, Any]) -> Normalized:
         revenue=revenue,
         currency=currency,
         flags=tuple(flags),
+        listed=listed,
     )

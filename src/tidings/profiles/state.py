@@ -230,8 +230,7 @@ class ProfileState:
             if product is not None:
                 self._add_delta(stamp, product, -product.quantity)
         elif event in _CART_SNAPSHOTS:
-            properties = message.get("properties")
-            if isinstance(properties, Mapping) and isinstance(properties.get("products"), list):
+            if normalized.listed:
                 self._put_base(_snapshot(stamp, normalized.products))
         elif event == ORDER_COMPLETED:
             self._apply_order(stamp, normalized)
