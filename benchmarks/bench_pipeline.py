@@ -248,7 +248,7 @@ def live(
         admin = {"Authorization": f"Bearer {creds.admin_token}"}
         deadline = time.monotonic() + 120
         while True:
-            status = httpx.get(f"{server.url}/v1/pipeline/status", headers=admin).json()
+            status = httpx.get(f"{server.url}/v1/pipeline/status", headers=admin, timeout=60).json()
             if status["backlog"] == 0 and status["window_events"] >= len(messages):
                 break
             if time.monotonic() > deadline:
