@@ -249,7 +249,9 @@ class CollectStore:
             "SELECT seq, source_id, message_id, timestamp, received_at, payload FROM events "
             f"WHERE seq > {mark} ORDER BY seq LIMIT {mark}"
         )
-        return list(map(LogEvent._make, driver_rows(self.engine, sql, (after_seq, limit))))
+        rows = driver_rows(self.engine, sql, (after_seq, limit))
+        # tuple.__new__ builds each LogEvent in C (``_make`` is a Python call per row).
+        return list(map(tuple.__new__, itertools.repeat(LogEvent), rows))
 
     def get_events(self, seqs: Sequence[int]) -> list[LogEvent]:
         """The events with these ``seq`` (those still stored), in ``seq`` order."""

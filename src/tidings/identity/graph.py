@@ -49,6 +49,7 @@ cluster), merges and conflicts keyed by the event (messageId, timestamp). After 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from bisect import insort
 from collections import Counter
@@ -76,8 +77,11 @@ class Identifier(NamedTuple):
     value: str
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def profile_id(top: Identifier) -> str:
-    """The id of the profile whose highest-priority identifier is ``top``: stable, opaque."""
+    """The id of the profile whose highest-priority identifier is ``top``: stable, opaque.
+    (Memoized: the pipeline asks for a new identifier's id when it prefetches the batch's
+    states and again when the graph places it.)"""
     digest = hashlib.sha256(f"{top.type}\x00{top.value}".encode()).hexdigest()
     return f"prof_{digest[:24]}"
 
