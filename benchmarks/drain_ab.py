@@ -101,7 +101,7 @@ def _copy(base: str, name: str, sqlite: bool) -> str:
 
 def run(base: str, name: str, sqlite: bool) -> None:
     url = _copy(base, name, sqlite)
-    container = build_container(Settings(database_url=url, data_dir=ROOT / "var" / "drain-ab"))
+    container = build_container(Settings(database_url=url, data_dir=SQLITE_DIR))
     try:
         pg_started = postgres_cpu_s()
         started = time.perf_counter()

@@ -551,19 +551,6 @@ def test_folding_in_any_order_gives_the_same_state(
 
 
 @PROPS
-@given(events=shops())
-def test_the_summary_columns_agree_with_the_cart(events: list[Event]) -> None:
-    state = ProfileState.empty()
-    for message, ts in events:
-        apply(state, message, ts)
-        cart, columns = state.cart(), state.columns()
-        assert (columns["cart_quantity"], columns["cart_value"]) == (
-            cart["quantity"],
-            cart["value"],
-        )
-
-
-@PROPS
 @given(events=shops(), data=st.data())
 def test_merging_two_folds_equals_folding_the_union(
     events: list[Event], data: st.DataObject
