@@ -10,8 +10,12 @@ the log once into a template database, then time ``Pipeline.drain()`` on copies 
     PYTHONPATH=/tmp/other/src .venv/bin/python benchmarks/drain_ab.py run --name b
 
 Each run prints events/s, this process's CPU seconds and the PostgreSQL server's (every
-``postgres`` process on the machine, from ``/proc``: run nothing else against it), and keeps
-its database (``tidings_drain_<name>``) so that derived tables can be compared between runs.
+``postgres`` process on the machine, from ``/proc``: run nothing else against it), the wall
+seconds spent preparing and committing batches (the two overlap; the one near the drain's
+length bounds it), the bytes this process wrote and read through system calls, and keeps its
+database (``tidings_drain_<name>``) so that derived tables can be compared between runs.
+``--batch-events N`` sets ``TIDINGS_PIPELINE_BATCH_EVENTS``; ``--pragma "PRAGMA …"``
+(repeatable) runs on every SQLite connection after tidings' own.
 
 With ``--sqlite`` the log is loaded into ``var/drain-ab/log.db`` and each run drains a copy of
 that file (``var/drain-ab/<name>.db``, kept likewise).
@@ -30,6 +34,7 @@ from bench_pipeline import enrich, raw_insert, settle, stream
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+import tidings.core.db as db_module
 from tidings.app import build_container
 from tidings.core.settings import Settings
 from tidings.testing import pg_url, prepare_database
@@ -61,6 +66,16 @@ def postgres_cpu_s() -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def io_bytes() -> tuple[int, int]:
+    """Bytes this process has written and read through system calls (``/proc/self/io``)."""
+    fields: dict[str, int] = {}
+    with open("/proc/self/io") as f:
+        for line in f:
+            key, value = line.split(":")
+            fields[key] = int(value)
+    return fields["wchar"], fields["rchar"]
 
 
 def load(base: str, events: int, sqlite: bool) -> None:
@@ -99,11 +114,16 @@ def _copy(base: str, name: str, sqlite: bool) -> str:
     return _url(base, database)
 
 
-def run(base: str, name: str, sqlite: bool) -> None:
+def run(base: str, name: str, sqlite: bool, batch_events: int | None, pragmas: list[str]) -> None:
     url = _copy(base, name, sqlite)
-    container = build_container(Settings(database_url=url, data_dir=SQLITE_DIR))
+    settings = Settings(database_url=url, data_dir=SQLITE_DIR)
+    if batch_events is not None:
+        settings = settings.model_copy(update={"pipeline_batch_events": batch_events})
+    db_module._SQLITE_TUNING = (*db_module._SQLITE_TUNING, *pragmas)
+    container = build_container(settings)
     try:
         pg_started = postgres_cpu_s()
+        written, read = io_bytes()
         started = time.perf_counter()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         applied = container.pipeline.drain()
@@ -111,12 +131,18 @@ def run(base: str, name: str, sqlite: bool) -> None:
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = after.ru_utime - usage.ru_utime + after.ru_stime - usage.ru_stime
         pg_cpu = postgres_cpu_s() - pg_started
+        written_after, read_after = io_bytes()
+        written, read = written_after - written, read_after - read
+        stats = container.pipeline.stats.snapshot()
         profiles = container.profiles.profiles.count()
     finally:
         container.db.close()
     print(
         f"{name}: {applied:,} events in {seconds:.1f} s = {applied / seconds:,.0f} events/s; "
-        f"process CPU {cpu:.1f} s; PostgreSQL CPU {pg_cpu:.1f} s; {profiles:,} profiles"
+        f"process CPU {cpu:.1f} s (system {after.ru_stime - usage.ru_stime:.1f}); "
+        f"PostgreSQL CPU {pg_cpu:.1f} s; preparing {stats['preparing_s']:.1f} s, committing "
+        f"{stats['committing_s']:.1f} s; wrote {written / 1e9:.2f} GB, read {read / 1e9:.2f} GB; "
+        f"{profiles:,} profiles"
     )
 
 
@@ -127,11 +153,15 @@ def main() -> None:
     parser.add_argument("--name", default="a", help="run: the copy's name (letters, digits)")
     parser.add_argument("--url", default=pg_url(), help="any database on the server")
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead")
+    parser.add_argument("--batch-events", type=int, help="run: events per pipeline batch")
+    parser.add_argument(
+        "--pragma", action="append", default=[], help="run: a SQLite PRAGMA (repeatable)"
+    )
     opts = parser.parse_args()
     if opts.command == "load":
         load(opts.url, opts.events, opts.sqlite)
     else:
-        run(opts.url, opts.name, opts.sqlite)
+        run(opts.url, opts.name, opts.sqlite, opts.batch_events, opts.pragma)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,38 @@ def test_each_applied_event_has_its_delay_from_receipt_to_commit(
     assert lags == [s * 1000 for s in range(1, 11)]
     assert status["window_events"] == 10
     assert status["lag_ms"]["max"] == 10_000
+    # Three batches were prepared and committed: both sides' time is counted.
+    assert status["batches"] == 3
+    assert status["preparing_s"] > 0
+    assert status["committing_s"] > 0
+
+
+def test_time_preparing_and_committing_adds_up_over_batches(
+    sqlite_url: str, tmp_path: Path, clock: FrozenClock
+) -> None:
+    """The counters are cumulative: a second drain adds to the first's figures."""
+    creds = prepare_database(sqlite_url)
+    settings = Settings(database_url=sqlite_url, data_dir=tmp_path, pipeline_batch_events=50)
+    container = build_container(settings, clock)
+    try:
+        enricher = Enricher(creds.source_id, clock.now(), Limits())
+        container.collect_store.append([enricher.enrich(_track(n), None, False) for n in range(50)])
+        assert container.pipeline.drain() == 50
+        first = container.pipeline.stats.snapshot()
+        assert container.pipeline.drain() == 0  # nothing new: nothing prepared or committed
+        idle = container.pipeline.stats.snapshot()
+        container.collect_store.append(
+            [enricher.enrich(_track(n), None, False) for n in range(50, 100)]
+        )
+        assert container.pipeline.drain() == 50
+        second = container.pipeline.stats.snapshot()
+    finally:
+        container.db.close()
+    assert first["preparing_s"] > 0 and first["committing_s"] > 0
+    assert idle["preparing_s"] == first["preparing_s"]
+    assert idle["committing_s"] == first["committing_s"]
+    assert second["preparing_s"] > first["preparing_s"]
+    assert second["committing_s"] > first["committing_s"]
 
 
 def test_sqlite_reads_the_delays_batch_by_batch(sqlite_url: str, tmp_path: Path) -> None:

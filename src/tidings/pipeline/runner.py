@@ -99,10 +99,20 @@ class Stats:
         self.last_batch_ms: int | None = None
         #: Receipt to commit of the oldest event of the last batch (the worst delay in it).
         self.last_lag_ms: int | None = None
+        #: Wall seconds spent preparing batches (reading the log, the in-memory work) and
+        #: committing them (the database's writes and the commit): whichever is near the
+        #: elapsed time of a drain is what bounds it.
+        self.preparing_s = 0.0
+        self.committing_s = 0.0
         self._rate: deque[tuple[float, int]] = deque(maxlen=120)
 
-    def record(self, plan: Plan, committed_ms: int) -> None:
+    def prepared(self, seconds: float) -> None:
         with self._lock:
+            self.preparing_s += seconds
+
+    def record(self, plan: Plan, committed_ms: int, seconds: float) -> None:
+        with self._lock:
+            self.committing_s += seconds
             self.applied += plan.size
             self.batches += 1
             self.last_batch_ms = committed_ms
@@ -129,6 +139,8 @@ class Stats:
             "last_error": self.last_error,
             "events_per_s": round(rate, 1),
             "last_batch_lag_ms": self.last_lag_ms,
+            "preparing_s": round(self.preparing_s, 3),
+            "committing_s": round(self.committing_s, 3),
         }
 
 
@@ -242,11 +254,14 @@ class Pipeline:
                 # Someone else moved the cursor or rewrote derived state: start from the store.
                 self.projector.reset()
                 self._epoch, self._position = cursor.epoch, cursor.position
+        started = time.perf_counter()
         with _collector_paused():
             batch = self.collect.read_log(cursor.position, self.batch_events)
             if not batch:
                 return None
-            return cursor, self.projector.prepare(batch)
+            plan = self.projector.prepare(batch)
+        self.stats.prepared(time.perf_counter() - started)
+        return cursor, plan
 
     def _commit_locked(self, cursor: Cursor, plan: Plan) -> None:
         """:meth:`_commit` holding the writers' lock, as ``Database.run_write`` does: a
@@ -260,6 +275,7 @@ class Pipeline:
         """Write the plan and advance the cursor in one transaction (the caller resets the
         in-memory state if this raises)."""
         at = to_ms(self.clock.now())
+        started = time.perf_counter()
         try:
             with _collector_paused(), self.db.engine.begin() as conn:
                 self.cursors.advance(conn, cursor, plan.last_seq, at)
@@ -273,7 +289,7 @@ class Pipeline:
             self.stats.stale += 1
             raise
         self._position = plan.last_seq
-        self.stats.record(plan, done)
+        self.stats.record(plan, done, time.perf_counter() - started)
         changed = plan.dirty | plan.deleted_profiles
         for listener in self.on_applied:
             listener(changed)
