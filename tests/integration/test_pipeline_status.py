@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
@@ -10,6 +11,7 @@ from sqlalchemy import text
 from tidings.app import build_container
 from tidings.collect.messages import Enricher, Limits
 from tidings.core.clock import FrozenClock
+from tidings.core.deps import Container
 from tidings.core.settings import Settings
 from tidings.pipeline.store import LAGS_SQL
 from tidings.testing import prepare_database
@@ -25,6 +27,12 @@ def _track(n: int) -> dict[str, object]:
     }
 
 
+def _append(container: Container, source_id: str, received: datetime, ns: Iterable[int]) -> None:
+    """Tracks numbered ``ns``, received at ``received``, committed to the log."""
+    enricher = Enricher(source_id, received, Limits())
+    container.collect_store.append([enricher.enrich(_track(n), None, False) for n in ns])
+
+
 def test_each_applied_event_has_its_delay_from_receipt_to_commit(
     db_url: str, tmp_path: Path, clock: FrozenClock
 ) -> None:
@@ -34,8 +42,7 @@ def test_each_applied_event_has_its_delay_from_receipt_to_commit(
     try:
         # Received one second apart; applied at once, ten seconds after the first.
         for n in range(10):
-            enricher = Enricher(creds.source_id, clock.now() + timedelta(seconds=n), Limits())
-            container.collect_store.append([enricher.enrich(_track(n), None, False)])
+            _append(container, creds.source_id, clock.now() + timedelta(seconds=n), [n])
         clock.advance(timedelta(seconds=10))
         assert container.pipeline.drain() == 10
         lags = container.pipeline.cursors.lags_since("profiles", 0)
@@ -59,15 +66,12 @@ def test_time_preparing_and_committing_adds_up_over_batches(
     settings = Settings(database_url=sqlite_url, data_dir=tmp_path, pipeline_batch_events=50)
     container = build_container(settings, clock)
     try:
-        enricher = Enricher(creds.source_id, clock.now(), Limits())
-        container.collect_store.append([enricher.enrich(_track(n), None, False) for n in range(50)])
+        _append(container, creds.source_id, clock.now(), range(50))
         assert container.pipeline.drain() == 50
         first = container.pipeline.stats.snapshot()
         assert container.pipeline.drain() == 0  # nothing new: nothing prepared or committed
         idle = container.pipeline.stats.snapshot()
-        container.collect_store.append(
-            [enricher.enrich(_track(n), None, False) for n in range(50, 100)]
-        )
+        _append(container, creds.source_id, clock.now(), range(50, 100))
         assert container.pipeline.drain() == 50
         second = container.pipeline.stats.snapshot()
     finally:
